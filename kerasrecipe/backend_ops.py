@@ -1,0 +1,108 @@
+"""The one place that computes gradients outside `fit`, per backend (tf.GradientTape,
+torch.autograd, jax.grad). Probes (health monitor, preflight, lr tools) use these two functions:
+
+    loss, grads = weight_grads(model, x, y, loss_fn)         # grads: list, like model.trainable_variables
+    gx = input_grad(model, x, lambda out: scalar_of(out))   # d scalar / d x, same shape as x
+
+Both run the model in inference mode by default (training=False), return NumPy arrays, and leave
+the model's variables untouched.
+"""
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import ops
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _default_loss(model):
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        from kerasrecipe.errors import NotCompiledError
+
+        raise NotCompiledError("the model has no loss: compile it first (model.compile(optimizer, loss))")
+    return keras.losses.get(loss) if isinstance(loss, str) else loss
+
+
+def weight_grads(model, x, y, loss_fn=None, *, training=False, variables=None):
+    """Loss value and gradients of `loss_fn(y, model(x))` w.r.t. `variables`
+    (default: model.trainable_variables). Returns (float loss, list of np.ndarray)."""
+    loss_fn = loss_fn or _default_loss(model)
+    variables = list(model.trainable_variables if variables is None else variables)
+    b = backend()
+    if b == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            out = model(x, training=training)
+            loss = ops.mean(loss_fn(y, out))
+        grads = tape.gradient(loss, [v.value for v in variables])
+        return float(to_numpy(loss)), [np.zeros(v.shape, v.dtype) if g is None else to_numpy(g) for g, v in zip(grads, variables)]
+    if b == "torch":
+        import torch
+
+        model.zero_grad() if hasattr(model, "zero_grad") else None
+        out = model(x, training=training)
+        loss = ops.mean(loss_fn(y, out))
+        params = [v.value for v in variables]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return float(loss.detach().cpu().item()), [
+            np.zeros(tuple(v.shape), v.dtype) if g is None else g.detach().cpu().numpy() for g, v in zip(grads, variables)
+        ]
+    if b == "jax":
+        import jax
+
+        trainable = list(model.trainable_variables)
+        ids = {id(v): i for i, v in enumerate(trainable)}
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def f(tv):
+            out, _ = model.stateless_call(tv, non_trainable, x, training=training)
+            return ops.mean(loss_fn(y, out))
+
+        loss, g_all = jax.value_and_grad(f)([v.value for v in trainable])
+        grads = [to_numpy(g_all[ids[id(v)]]) if id(v) in ids else np.zeros(v.shape, v.dtype) for v in variables]
+        return float(loss), grads
+    raise NotImplementedError(f"backend {b!r} is not supported")
+
+
+def input_grad(model, x, scalar_fn, *, training=False):
+    """Gradient of `scalar_fn(model(x))` w.r.t. the input array `x` (float), as np.ndarray."""
+    x = np.asarray(x, dtype="float32")
+    b = backend()
+    if b == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            s = scalar_fn(model(xt, training=training))
+        return to_numpy(tape.gradient(s, xt))
+    if b == "torch":
+        import torch
+
+        from keras.src.backend.torch.core import get_device
+
+        xt = torch.tensor(x, device=get_device(), requires_grad=True)
+        s = scalar_fn(model(xt, training=training))
+        (g,) = torch.autograd.grad(s, xt)
+        return g.detach().cpu().numpy()
+    if b == "jax":
+        import jax
+
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+
+        def f(xx):
+            out, _ = model.stateless_call(tv, ntv, xx, training=training)
+            return scalar_fn(out)
+
+        return to_numpy(jax.grad(f)(jax.numpy.asarray(x)))
+    raise NotImplementedError(f"backend {b!r} is not supported")

@@ -1,0 +1,18 @@
+"""kerasrecipe's Keras callbacks, one per module. Imported lazily: `kerasrecipe.callbacks.X`."""
+import importlib
+
+# public name -> module (under kerasrecipe.callbacks). Add a line when you add a callback.
+_EXPORTS = {
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kerasrecipe.callbacks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"kerasrecipe.callbacks.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(_EXPORTS)
