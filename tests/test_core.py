@@ -1,0 +1,134 @@
+"""The shared core: RecipeConfig, atomic io, RunLog, Finding, gradient probes."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from kerasrecipe.config import RecipeConfig, resolve_config
+from kerasrecipe.errors import ConfigError
+from kerasrecipe.io import atomic_write_json, read_jsonl, append_jsonl
+from kerasrecipe.runlog import RunLog
+from kerasrecipe.diagnose.finding import Finding, sort_findings
+
+
+def test_config_json_round_trip(tmp_path):
+    c = RecipeConfig(learning_rate=1e-3, schedule="cosine", multistep_milestones=(3, 7), extra={"k": 1})
+    text = c.to_json(str(tmp_path / "c.json"))
+    assert RecipeConfig.from_json(text) == c
+    assert RecipeConfig.from_json(str(tmp_path / "c.json")) == c
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("learning_rate", 0.0), ("learning_rate", -1.0), ("learning_rate", float("nan")),
+     ("plateau_patience", -1), ("early_stopping_patience", -2), ("schedule", "cosinus"),
+     ("optimizer", "adagrad9"), ("plateau_factor", 1.5), ("batch_size", 0), ("clipnorm", 0.0),
+     ("checkpoint", "sometimes"), ("multistep_milestones", (5, 3)), ("validation_split", 1.0)],
+)
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        RecipeConfig(**{field: value})
+
+
+def test_config_replace_and_resolve():
+    c = resolve_config(None, learning_rate=0.01)
+    assert c.learning_rate == 0.01
+    assert resolve_config({"seed": 3}).seed == 3
+    with pytest.raises(ConfigError, match="unknown"):
+        c.replace(learing_rate=1.0)
+    with pytest.raises(ConfigError):
+        resolve_config(42)
+    assert "adam" in c.short_name() and "lr1e-02" in c.short_name()
+
+
+def test_atomic_json_keeps_old_copy_on_failure(tmp_path):
+    p = tmp_path / "a.json"
+    atomic_write_json(str(p), {"a": 1})
+
+    class Boom:
+        def to_dict(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_json(str(p), {"b": Boom()})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
+
+
+def test_jsonl_skips_torn_line(tmp_path):
+    p = str(tmp_path / "x.jsonl")
+    append_jsonl(p, [{"a": 1}, {"a": np.float32(2.5)}])
+    with open(p, "a") as f:
+        f.write('{"a": 3')  # torn by a crash
+    assert read_jsonl(p) == [{"a": 1}, {"a": 2.5}]
+
+
+def test_runlog_records_and_reload(tmp_path):
+    log = RunLog(str(tmp_path))
+    log.log("meta", loss="mse", num_classes=None)
+    for e in range(3):
+        log.log("epoch", epoch=e, step=10 * (e + 1), logs={"loss": 1.0 / (e + 1)}, lr=0.1)
+    log.log("layer", epoch=0, step=5, layer="d1", act={"mean": 0.0})
+    again = RunLog.load(str(tmp_path))
+    assert again.epoch_series("loss") == pytest.approx([1.0, 0.5, 1 / 3])
+    assert math.isnan(again.epoch_series("val_loss")[0]) and not again.has_metric("val_loss")
+    assert again.meta["loss"] == "mse" and again.layer_names() == ["d1"]
+    with pytest.raises(ConfigError):
+        RunLog.load(str(tmp_path / "nope"))
+
+
+def test_finding_order_and_validation():
+    a = Finding("x", "info", "i", epoch=0)
+    b = Finding("y", "error", "e", epoch=5)
+    c = Finding("z", "warning", "w", epoch=1)
+    assert [f.rule for f in sort_findings([a, b, c])] == ["y", "z", "x"]
+    assert Finding.from_dict(b.to_dict()) == b and b.tag == "y"
+    with pytest.raises(ValueError):
+        Finding("x", "fatal", "s")
+
+
+def _tiny_model():
+    import keras
+
+    m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+    m.compile("sgd", keras.losses.MeanSquaredError())
+    return m
+
+
+def test_weight_grads_match_finite_differences():
+    import keras
+
+    from kerasrecipe.backend_ops import weight_grads
+
+    m = _tiny_model()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3)).astype("float32")
+    y = rng.normal(size=(5, 2)).astype("float32")
+    loss, grads = weight_grads(m, x, y)
+    assert [g.shape for g in grads] == [tuple(v.shape) for v in m.trainable_variables]
+    v = m.trainable_variables[0]
+    w0 = np.array(v.numpy(), dtype="float64")
+    h = 1e-3
+    w = w0.copy()
+    w[0, 0] += h
+    v.assign(w.astype("float32"))
+    lp = float(np.mean((keras.ops.convert_to_numpy(m(x)) - y) ** 2))
+    w[0, 0] -= 2 * h
+    v.assign(w.astype("float32"))
+    lm = float(np.mean((keras.ops.convert_to_numpy(m(x)) - y) ** 2))
+    v.assign(w0.astype("float32"))
+    assert grads[0][0, 0] == pytest.approx((lp - lm) / (2 * h), rel=2e-2, abs=1e-4)
+    assert loss == pytest.approx(float(np.mean((keras.ops.convert_to_numpy(m(x)) - y) ** 2)), rel=1e-5)
+
+
+def test_input_grad_is_per_sample_for_independent_model():
+    import keras
+    from kerasrecipe.backend_ops import input_grad
+
+    m = _tiny_model()
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+    g = input_grad(m, x, lambda out: keras.ops.sum(out[1]))
+    assert g.shape == x.shape
+    assert np.all(g[[0, 2, 3]] == 0) and np.any(g[1] != 0)
