@@ -3,6 +3,7 @@ import importlib
 
 # public name -> module (under kerasrecipe.callbacks). Add a line when you add a callback.
 _EXPORTS = {
+    "ReduceLROnPlateauAny": "plateau",
 }
 
 
