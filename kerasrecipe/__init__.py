@@ -19,6 +19,7 @@ _EXPORTS = {
     "RunLog": ("kerasrecipe.runlog", "RunLog"),
     "Finding": ("kerasrecipe.diagnose.finding", "Finding"),
     "diagnose_run": ("kerasrecipe.diagnose", "diagnose_run"),
+    "print_findings": ("kerasrecipe.diagnose", "print_findings"),
     "preflight": ("kerasrecipe.checks", "preflight"),
     "seed_everything": ("kerasrecipe.seeding", "seed_everything"),
     "lr_find": ("kerasrecipe.lr_finder", "lr_find"),

@@ -1,0 +1,88 @@
+"""The rule registry and `diagnose_run`: every rule over one run log, findings most severe first."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List
+
+from kerasrecipe.diagnose._view import LogView, view
+from kerasrecipe.diagnose.finding import Finding, sort_findings
+from kerasrecipe.diagnose.rules_curves import curves
+from kerasrecipe.diagnose.rules_internals import (
+    dead_relu, exploding_gradients, nan_inf, saturation, update_ratio, vanishing_gradients,
+)
+from kerasrecipe.diagnose.rules_loss import lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior
+from kerasrecipe.errors import InputTypeError
+
+# name -> rule(log) -> list[Finding]. Order matters among findings of equal severity and epoch:
+# root causes (non-finite numbers, dead/saturated units, gradient flow) come before the loss
+# symptoms they produce, so the first finding names the cause.
+RULES: Dict[str, Callable[..., List[Finding]]] = {
+    "nan_inf": nan_inf,
+    "dead_relu": dead_relu,
+    "saturation": saturation,
+    "vanishing_gradients": vanishing_gradients,
+    "exploding_gradients": exploding_gradients,
+    "stuck_at_prior": stuck_at_prior,
+    "lr_decayed_too_early": lr_decayed_too_early,
+    "oscillating_loss": oscillating_loss,
+    "update_ratio": update_ratio,
+    "slow_convergence": slow_convergence,
+    "curves": curves,
+}
+
+# Rules that mean something mid-run: they read the state so far (probes, recent losses), not the
+# shape of the finished curves; each is linear in the log. `diagnose_run(live=True)` runs these.
+LIVE_RULES = ("nan_inf", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients",
+              "stuck_at_prior", "lr_decayed_too_early", "oscillating_loss", "update_ratio")
+
+
+def _as_view(log) -> LogView:
+    if isinstance(log, (str, os.PathLike)):
+        from kerasrecipe.runlog import RunLog
+
+        return view(RunLog.load(os.fspath(log)))
+    if isinstance(log, LogView) or hasattr(log, "records"):
+        return view(log)
+    if isinstance(log, (list, tuple)) and all(isinstance(r, dict) for r in log):
+        return view(list(log))
+    raise InputTypeError(
+        f"diagnose_run expects a RunLog, a run directory path or a list of record dicts, got {type(log).__name__}"
+    )
+
+
+def diagnose_run(log, *, live: bool = False, rules=None) -> List[Finding]:
+    """Run the diagnosis rules over a run log; findings sorted most severe first.
+
+    Args:
+        log: a `kerasrecipe.RunLog`, a run directory (its `runlog.jsonl` is loaded), or a list
+            of record dicts in the run-log schema (kerasrecipe/runlog.py).
+        live: run only the rules meaningful mid-run (`LIVE_RULES`); cheap enough for every epoch.
+        rules: optional iterable of rule names (keys of `RULES`) to run instead.
+
+    Returns:
+        list of `Finding`, errors first, then warnings, then info; among equals, earliest first.
+
+    Example:
+        >>> from kerasrecipe.runlog import RunLog
+        >>> log = RunLog()
+        >>> log.log("meta", loss="sparse_categorical_crossentropy", num_classes=10)  # doctest: +ELLIPSIS
+        {...}
+        >>> for e in range(5):
+        ...     _ = log.log("epoch", epoch=e, logs={"loss": 2.302})
+        >>> [(f.severity, f.tag) for f in diagnose_run(log)]
+        [('error', 'stuck_at_prior'), ('info', 'no_validation')]
+    """
+    v = _as_view(log)
+    if rules is None:
+        names = LIVE_RULES if live else tuple(RULES)
+    else:
+        names = tuple(rules)
+        unknown = [n for n in names if n not in RULES]
+        if unknown:
+            from kerasrecipe.errors import ConfigError
+
+            raise ConfigError(f"unknown diagnosis rule(s) {unknown}; known: {sorted(RULES)}")
+    found: List[Finding] = []
+    for name in names:
+        found.extend(RULES[name](v))
+    return sort_findings(found)

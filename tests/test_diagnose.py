@@ -1,0 +1,441 @@
+"""Diagnosis rules on hand-made run logs: each fires on its pattern and stays quiet on healthy runs.
+
+No Keras: the logs are built from the record schema in kerasrecipe/runlog.py.
+"""
+import io
+import math
+
+import numpy as np
+import pytest
+
+from kerasrecipe.diagnose import LIVE_RULES, RULES, diagnose_run, print_findings, prior_loss
+from kerasrecipe.diagnose.finding import Finding
+from kerasrecipe.errors import ConfigError, InputTypeError
+from kerasrecipe.runlog import RunLog
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Overrides conftest's Keras reset: these rules are pure Python, the tests never touch Keras."""
+    yield
+
+SPE = 20      # steps per epoch
+PROBES = 4    # probes per epoch
+
+
+def layers_meta(acts):
+    return [{"name": f"d{i}", "class": "Dense", "activation": a, "units": 10 if i == len(acts) - 1 else 32}
+            for i, a in enumerate(acts)]
+
+
+def make_log(train, val=None, *, acts=("relu", "relu", "softmax"), loss="sparse_categorical_crossentropy",
+             num_classes=10, lr=1e-3, layer_fn=None, batch_fn=None, grad_fn=None, seed=0, meta_extra=None,
+             batches=True):
+    """A run log: per-epoch losses, per-batch losses around them, probes of every layer.
+
+    layer_fn(epoch, probe, i, act) -> dict overriding a layer record's fields (act sub-dict merged).
+    """
+    rng = np.random.default_rng(seed)
+    log = RunLog()
+    meta = {"model": {"name": "m", "params": 1000, "trainable_params": 1000, "layers": layers_meta(acts)},
+            "loss": loss, "task": "classification", "num_classes": num_classes, "from_logits": False,
+            "num_samples": SPE * 32, "steps_per_epoch": SPE, "epochs": len(train), "has_validation": val is not None,
+            "backend": "jax"}
+    meta.update(meta_extra or {})
+    log.log("meta", **meta)
+    lrs = lr if isinstance(lr, (list, tuple, np.ndarray)) else [lr] * len(train)
+    step = 0
+    for e, tl in enumerate(train):
+        nxt = train[e + 1] if e + 1 < len(train) else tl
+        for b in range(SPE):
+            if batches:
+                level = tl + (nxt - tl) * (b / SPE - 0.5)
+                bl = batch_fn(e, b, level, rng) if batch_fn else level * float(np.exp(rng.normal(0, 0.1)))
+                log.log("batch", epoch=e, step=step, loss=bl, lr=lrs[e])
+            if b % (SPE // PROBES) == 0:
+                for i, a in enumerate(acts):
+                    rec = {"layer": f"d{i}", "index": i, "class": "Dense", "activation": a,
+                           "act": {"count": 2048, "mean": 0.4, "std": 0.6, "min": 0.0 if a == "relu" else -0.8,
+                                   "max": 3.0, "zero_frac": 0.55 if a == "relu" else 0.0,
+                                   "sat_frac": 0.02 if a in ("tanh", "sigmoid") else 0.0, "nan": 0, "inf": 0},
+                           "grad_norm": 0.2 * float(np.exp(rng.normal(0, 0.2))), "weight_norm": 4.0,
+                           "update_ratio": 2e-3 * float(np.exp(rng.normal(0, 0.2))) if step > 0 else None}
+                    if layer_fn:
+                        upd = layer_fn(e, b // (SPE // PROBES), i, a) or {}
+                        act = dict(rec["act"], **upd.pop("act", {}))
+                        rec.update(upd)
+                        rec["act"] = act
+                    log.log("layer", epoch=e, step=step, **rec)
+                g = grad_fn(e, step, rng) if grad_fn else 0.5 * float(np.exp(rng.normal(0, 0.3)))
+                log.log("grad", epoch=e, step=step, global_norm=g, clipped=False)
+            step += 1
+        logs = {"loss": float(tl)}
+        if val is not None:
+            logs["val_loss"] = float(val[e])
+        log.log("epoch", epoch=e, step=step, logs=logs, lr=lrs[e])
+    return log
+
+
+def healthy_curves(n=15, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    e = np.arange(n)
+    train = 0.08 + 1.6 * np.exp(-0.5 * e)
+    val = 0.15 + 1.5 * np.exp(-0.45 * e)
+    return (train * np.exp(rng.normal(0, noise, n))).tolist(), (val * np.exp(rng.normal(0, noise, n))).tolist()
+
+
+def tags(findings, min_rank=1):
+    return [f.tag for f in findings if f.rank >= min_rank]
+
+
+def problems(findings):
+    return [str(f) for f in findings if f.severity in ("warning", "error")]
+
+
+# --------------------------------------------------------------------------- healthy runs stay quiet
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_run_has_no_warning(seed):
+    tr, va = healthy_curves(seed=seed)
+    fs = diagnose_run(make_log(tr, va, seed=seed))
+    assert problems(fs) == []
+    assert any(f.tag == "learning" and f.severity == "info" for f in fs)
+
+
+def test_healthy_tanh_sigmoid_and_deep_relu_are_quiet():
+    tr, va = healthy_curves()
+    assert problems(diagnose_run(make_log(tr, va, acts=("tanh", "tanh", "sigmoid", "softmax")))) == []
+    # eight ReLU layers with equal relative gradients: no vanishing
+    assert problems(diagnose_run(make_log(tr, va, acts=("relu",) * 8 + ("softmax",)))) == []
+
+
+def test_healthy_without_validation_says_so_as_info():
+    tr, _ = healthy_curves()
+    fs = diagnose_run(make_log(tr, None))
+    assert problems(fs) == []
+    info = [f for f in fs if f.tag == "no_validation"]
+    assert len(info) == 1 and info[0].severity == "info" and "validation" in info[0].symptom
+
+
+def test_healthy_converged_run_with_plateau_halving_and_tiny_late_updates():
+    tr, va = healthy_curves(n=30)
+    lrs = [1e-3] * 12 + [5e-4] * 4 + [2.5e-4] * 4 + [1.25e-4] * 4 + [6.25e-5] * 6
+
+    def lf(e, p, i, a):  # updates shrink with the decayed LR, ending far below 1e-5
+        return {"update_ratio": 2e-3 if e < 12 else 2e-3 * 10 ** (-(e - 11) / 3)}
+
+    assert problems(diagnose_run(make_log(tr, va, lr=lrs, layer_fn=lf))) == []
+
+
+def test_healthy_heavy_tailed_batch_noise_near_convergence_is_not_oscillation():
+    tr, va = healthy_curves(n=20)
+
+    def bf(e, b, level, rng):  # a misclassified sample now and then: rare 5x spikes
+        return level * (5.0 if rng.random() < 0.05 else float(np.exp(rng.normal(0, 0.3))))
+
+    assert "oscillating_loss" not in tags(diagnose_run(make_log(tr, va, batch_fn=bf)))
+
+
+# --------------------------------------------------------------------------- NaN / Inf
+
+def test_nan_event_names_layer_and_step():
+    tr, va = healthy_curves(n=3)
+    log = make_log(tr, va)
+    log.log("event", epoch=2, step=55, event="nan", where="activation", layer="d1",
+            message="activations of d1 went non-finite")
+    fs = diagnose_run(log)
+    assert fs[0].tag == "nan" and fs[0].severity == "error"
+    assert fs[0].layer == "d1" and fs[0].step == 55 and "d1" in fs[0].symptom and "55" in fs[0].symptom
+
+
+def test_nan_from_probe_at_first_layer_points_at_input_data():
+    tr, va = healthy_curves(n=3)
+
+    def lf(e, p, i, a):
+        return {"act": {"nan": 12}} if (e, p) >= (1, 2) else None
+
+    f = diagnose_run(make_log(tr, va, layer_fn=lf))[0]
+    assert f.tag == "nan" and f.layer == "d0" and f.epoch == 1
+    assert any("input data" in c for c in f.causes)
+
+
+def test_nan_only_in_loss_points_at_log0():
+    tr = [1.0, 0.8, float("nan")]
+    f = diagnose_run(make_log(tr, [1.1, 0.9, float("nan")], batches=False))[0]
+    assert f.tag == "nan" and f.epoch == 2 and f.evidence["where"] == "loss"
+    assert any("log(0)" in c for c in f.causes)
+
+
+def test_nan_after_gradient_growth_mentions_exploding():
+    tr = [1.0, 0.9, 0.8, float("inf")]
+    log = make_log(tr, None, grad_fn=lambda e, s, rng: 0.5 * 10 ** (s / 10))
+    f = diagnose_run(log)[0]
+    assert f.tag == "nan" and "exploding" in " ".join(f.causes)
+
+
+# --------------------------------------------------------------------------- dead ReLU
+
+def test_dead_relu_fires_within_two_probes_and_names_layer():
+    tr, va = healthy_curves(n=6)
+
+    def lf(e, p, i, a):
+        return {"act": {"zero_frac": 1.0, "max": 0.0}, "grad_norm": 0.0} if i == 1 else None
+
+    fs = diagnose_run(make_log(tr, va, layer_fn=lf))
+    f = [f for f in fs if f.tag == "dead_relu"][0]
+    assert f.severity == "error" and f.layer == "d1" and f.epoch == 0 and f.step == 0
+    assert "100" in f.symptom
+    # an exact zero gradient is a cut, not vanishing
+    assert "vanishing_gradients" not in tags(fs)
+
+
+def test_mostly_dead_relu_is_warning_and_transient_is_quiet():
+    tr, va = healthy_curves(n=6)
+    fs = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"act": {"zero_frac": 0.97}} if i == 0 else None))
+    assert [(f.tag, f.severity) for f in fs if f.tag == "dead_relu"] == [("dead_relu", "warning")]
+    # dead on one probe only, then alive again: quiet
+    once = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"act": {"zero_frac": 1.0, "max": 0.0}}
+                                 if (i == 0 and (e, p) == (2, 1)) else None))
+    assert "dead_relu" not in tags(once)
+
+
+def test_dead_relu_uses_measured_dead_fraction_when_present():
+    tr, va = healthy_curves(n=4)
+    fs = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"act": {"zero_frac": 0.8, "dead_frac": 0.6}}
+                               if i == 0 else None))
+    assert [f.severity for f in fs if f.tag == "dead_relu"] == ["warning"]
+
+
+# --------------------------------------------------------------------------- saturation
+
+def test_saturated_tanh_hidden_layer_fires():
+    tr, va = healthy_curves(n=5)
+    fs = diagnose_run(make_log(tr, va, acts=("tanh", "tanh", "softmax"),
+                               layer_fn=lambda e, p, i, a: {"act": {"sat_frac": 0.93}} if i == 0 else None))
+    f = [f for f in fs if f.tag == "saturation"][0]
+    assert f.layer == "d0" and f.severity == "error" and f.epoch == 0 and "93" in f.symptom
+
+
+def test_saturated_output_sigmoid_is_not_a_problem():
+    tr, va = healthy_curves(n=5)
+    fs = diagnose_run(make_log(tr, va, acts=("relu", "sigmoid"), loss="binary_crossentropy", num_classes=1,
+                               layer_fn=lambda e, p, i, a: {"act": {"sat_frac": 0.95}} if i == 1 else None))
+    assert "saturation" not in tags(fs)
+
+
+# --------------------------------------------------------------------------- gradients
+
+def test_vanishing_gradients_in_deep_sigmoid_stack():
+    tr = [2.30, 2.29, 2.29, 2.28, 2.28]
+    acts = ("sigmoid",) * 10 + ("softmax",)
+    fs = diagnose_run(make_log(tr, None, acts=acts, layer_fn=lambda e, p, i, a: {"grad_norm": 0.5 * 0.25 ** (10 - i)}))
+    f = [f for f in fs if f.tag == "vanishing_gradients"][0]
+    assert f.layer == "d0" and f.evidence["ratio"] < 1e-3 and f.epoch == 0
+    assert "orders of magnitude" in f.symptom
+
+
+def test_exploding_gradients_by_size_and_growth():
+    tr = [1.0, 0.95, 0.97, 0.99, 1.0]
+    fs = diagnose_run(make_log(tr, None, layer_fn=lambda e, p, i, a: {"grad_norm": 800.0} if i == 0 else None))
+    assert "exploding_gradients" in tags(fs)
+    fs = diagnose_run(make_log(tr, None, grad_fn=lambda e, s, rng: 0.5 * 10 ** (s / 25)))
+    f = [f for f in fs if f.tag == "exploding_gradients"][0]
+    assert f.evidence["growth"] >= 100
+
+
+def test_one_gradient_spike_is_not_explosion():
+    tr, va = healthy_curves()
+    fs = diagnose_run(make_log(tr, va, grad_fn=lambda e, s, rng: 50.0 if s == 100 else 0.5))
+    assert "exploding_gradients" not in tags(fs)
+
+
+# --------------------------------------------------------------------------- stuck at the prior (C10)
+
+def test_prior_values():
+    assert prior_loss([{"kind": "meta", "loss": "sparse_categorical_crossentropy", "num_classes": 10}])[0] == \
+        pytest.approx(math.log(10))
+    assert prior_loss([{"kind": "meta", "loss": "binary_crossentropy", "num_classes": 1}])[0] == pytest.approx(math.log(2))
+    h = prior_loss([{"kind": "meta", "loss": "binary_crossentropy", "class_prior": [0.95, 0.05]}])[0]
+    assert h == pytest.approx(-(0.95 * math.log(0.95) + 0.05 * math.log(0.05)))
+    assert prior_loss([{"kind": "meta", "loss": "mse"}])[0] is None
+    assert prior_loss([{"kind": "meta", "loss": "mse", "target_var": 4.0}])[0] == 4.0
+
+
+def test_stuck_at_prior_ten_classes():
+    tr = [2.6, 2.31, 2.303, 2.302, 2.303, 2.302]
+    fs = diagnose_run(make_log(tr, [2.31] * 6))
+    assert fs[0].tag == "stuck_at_prior" and fs[0].severity == "error"
+    assert "2.3" in fs[0].symptom and fs[0].epoch == 1
+    assert "stuck" not in tags(fs)  # the generic G1 'stuck' defers to the specific C10 finding
+
+
+def test_stuck_at_imbalanced_prior_entropy():
+    h = -(0.95 * math.log(0.95) + 0.05 * math.log(0.05))
+    fs = diagnose_run(make_log([0.25, h * 1.01, h, h, h], None, loss="binary_crossentropy", num_classes=1,
+                               acts=("relu", "sigmoid"), meta_extra={"class_prior": [0.95, 0.05]}))
+    assert fs[0].tag == "stuck_at_prior"
+
+
+def test_val_never_below_prior_while_train_memorises():
+    tr = [2.3, 2.2, 2.0, 1.7, 1.4, 1.1]
+    fs = diagnose_run(make_log(tr, [2.31, 2.33, 2.38, 2.45, 2.55, 2.7]))
+    assert fs[0].tag == "stuck_at_prior" and "validation" in fs[0].symptom
+
+
+def test_learning_classifier_is_not_stuck_at_prior():
+    tr, va = healthy_curves()
+    assert "stuck_at_prior" not in tags(diagnose_run(make_log(tr, va)))
+
+
+# --------------------------------------------------------------------------- oscillation
+
+def test_oscillating_batch_losses():
+    tr = [1.2, 1.1, 1.15, 1.1, 1.12, 1.1]
+
+    def bf(e, b, level, rng):  # the iterate bounces: several batches up, several down
+        return level * (1 + 0.8 * math.sin(2 * math.pi * (e * SPE + b) / 9)) * float(np.exp(rng.normal(0, 0.05)))
+
+    f = [f for f in diagnose_run(make_log(tr, None, batch_fn=bf)) if f.tag == "oscillating_loss"][0]
+    assert f.evidence["jumps"] >= 3 and f.severity == "warning"
+
+
+def test_oscillating_epoch_losses_without_batches():
+    tr = [1.0, 1.3, 0.9, 1.25, 0.95, 1.3, 0.9]
+    assert "oscillating_loss" in tags(diagnose_run(make_log(tr, None, batches=False)))
+
+
+# --------------------------------------------------------------------------- slow convergence / LR
+
+def test_slow_convergence_linear_decrease():
+    tr = [2.30 - 0.02 * i for i in range(8)]
+    fs = diagnose_run(make_log(tr, [t + 0.01 for t in tr], layer_fn=lambda e, p, i, a: {"update_ratio": 2e-4}))
+    f = [f for f in fs if f.tag == "slow_convergence"][0]
+    assert f.evidence["halving_epochs"] > 10
+
+
+def test_update_ratio_too_high_and_too_low():
+    tr, va = healthy_curves()
+    hi = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"update_ratio": 0.3}))
+    assert "lr_too_high" in tags(hi)
+    lo = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"update_ratio": 3e-7}))
+    assert "lr_too_low" in tags(lo)
+
+
+def test_warmup_is_not_lr_too_low():
+    tr, va = healthy_curves()
+    fs = diagnose_run(make_log(tr, va, layer_fn=lambda e, p, i, a: {"update_ratio": 1e-7 if e < 2 else 2e-3}))
+    assert problems(fs) == []
+
+
+def test_lr_decayed_too_early():
+    lrs = [1e-3 * 0.2 ** e for e in range(10)]
+    tr = [2.0, 1.6, 1.3, 1.1, 1.08, 1.075, 1.073, 1.072, 1.072, 1.071]
+    f = [f for f in diagnose_run(make_log(tr, None, lr=lrs)) if f.tag == "lr_decayed_too_early"][0]
+    assert f.epoch == 3 and f.severity == "warning"
+
+
+# --------------------------------------------------------------------------- G1 curve patterns
+
+def _curve(train, val):
+    fs = diagnose_run(make_log(train, val, batches=False), rules=["curves"])
+    return [(f.tag, f.severity) for f in fs]
+
+
+def test_curve_learning():
+    tr, va = healthy_curves(n=8)
+    assert _curve(tr, va) == [("learning", "info")]
+
+
+def test_curve_overfitting_with_start_epoch():
+    tr = [1.5, 0.9, 0.6, 0.4, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03]
+    va = [1.5, 1.0, 0.8, 0.78, 0.85, 0.95, 1.05, 1.15, 1.25, 1.35]
+    fs = diagnose_run(make_log(tr, va, batches=False), rules=["curves"])
+    assert [(f.tag, f.severity) for f in fs] == [("overfitting", "warning")]
+    assert fs[0].epoch == 3 and "epoch 3" in fs[0].symptom
+
+
+def test_curve_mild_overfitting_is_info():
+    tr = [1.5, 0.9, 0.6, 0.4, 0.3, 0.25, 0.2, 0.17]
+    va = [1.5, 1.0, 0.8, 0.7, 0.72, 0.75, 0.78, 0.8]
+    assert _curve(tr, va) == [("overfitting", "info")]
+
+
+def test_curve_underfitting_validation_never_improves():
+    tr = [1.0, 0.8, 0.6, 0.45, 0.35, 0.3, 0.27]
+    va = [1.2, 1.21, 1.2, 1.22, 1.21, 1.2, 1.22]
+    assert _curve(tr, va) == [("underfitting", "warning")]
+
+
+def test_curve_underfitting_plateau_high():
+    tr = [2.0, 1.6, 1.5, 1.48, 1.47, 1.47, 1.47, 1.46]
+    va = [2.0, 1.65, 1.55, 1.52, 1.51, 1.51, 1.5, 1.5]
+    assert _curve(tr, va) == [("underfitting", "warning")]
+
+
+def test_curve_stuck():
+    tr = [0.52, 0.51, 0.515, 0.51, 0.512, 0.51]   # regression-like: no prior known
+    fs = diagnose_run(make_log(tr, [0.6, 0.61, 0.6, 0.6, 0.61, 0.6], loss="mse", batches=False), rules=["curves"])
+    assert [(f.tag, f.severity) for f in fs] == [("stuck", "warning")]
+
+
+def test_curve_train_rising_and_data_problem():
+    tr = [1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.1]
+    assert _curve(tr, [1.0, 0.85, 0.8, 0.85, 0.95, 1.05, 1.2]) == [("train_rising", "warning")]
+    assert _curve(tr, [1.0, 0.9, 0.85, 0.8, 0.76, 0.72, 0.68]) == [("data_problem", "warning")]
+
+
+# --------------------------------------------------------------------------- API
+
+def test_live_runs_only_live_rules_and_registry_is_complete():
+    assert set(LIVE_RULES) < set(RULES) and "curves" not in LIVE_RULES
+    tr = [1.5, 0.9, 0.6, 0.4, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03]
+    va = [1.5, 1.0, 0.8, 0.78, 0.85, 0.95, 1.05, 1.15, 1.25, 1.35]
+    log = make_log(tr, va)
+    assert "overfitting" in tags(diagnose_run(log)) and "overfitting" not in tags(diagnose_run(log, live=True), 0)
+    for name, rule in RULES.items():
+        out = rule(log)
+        assert isinstance(out, list) and all(isinstance(f, Finding) for f in out), name
+
+
+def test_diagnose_run_inputs(tmp_path):
+    log = RunLog(str(tmp_path / "run"))
+    log.log("meta", loss="sparse_categorical_crossentropy", num_classes=10)
+    for e in range(4):
+        log.log("epoch", epoch=e, logs={"loss": 2.302})
+    assert tags(diagnose_run(str(tmp_path / "run"))) == ["stuck_at_prior"]
+    assert tags(diagnose_run(list(log.records))) == ["stuck_at_prior"]
+    assert diagnose_run(RunLog()) == []
+    with pytest.raises(InputTypeError):
+        diagnose_run(42)
+    with pytest.raises(ConfigError):
+        diagnose_run(log, rules=["nope"])
+
+
+def test_findings_sorted_and_printed():
+    from rich.console import Console
+
+    tr = [1.5, 0.9, 0.6, 0.4, 0.25, 0.15, 0.1, 0.06, 0.04, float("nan")]
+    va = [1.5, 1.0, 0.8, 0.78, 0.85, 0.95, 1.05, 1.15, 1.25, float("nan")]
+    fs = diagnose_run(make_log(tr, va))
+    assert [f.rank for f in fs] == sorted((f.rank for f in fs), reverse=True) and fs[0].tag == "nan"
+    buf = io.StringIO()
+    n = print_findings(fs + [Finding("x", "info", "an info").to_dict()], console=Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert n == len(fs) + 1 and "nan" in text and text.index("error") < text.index("info")
+    buf = io.StringIO()
+    assert print_findings([], console=Console(file=buf)) == 0 and "no findings" in buf.getvalue()
+    with pytest.raises(ConfigError):
+        print_findings(fs, console=Console(file=io.StringIO()), min_severity="fatal")
+
+
+def test_every_finding_has_numbers_causes_fix_and_tips():
+    cases = [
+        make_log([2.302] * 5, None),
+        make_log(*healthy_curves(), layer_fn=lambda e, p, i, a: {"update_ratio": 0.3}),
+        make_log(*healthy_curves(), layer_fn=lambda e, p, i, a: {"act": {"zero_frac": 1.0, "max": 0.0}} if i == 0 else None),
+    ]
+    for log in cases:
+        for f in diagnose_run(log):
+            if f.severity == "info":
+                continue
+            assert any(ch.isdigit() for ch in f.symptom) and f.causes and f.fixes and f.tips and f.evidence, f
