@@ -148,3 +148,161 @@ def refresh_train_function(model) -> None:
     traced = keras.backend.backend() in ("tensorflow", "jax") or bool(getattr(model, "jit_compile", False))
     if traced and getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
+
+
+# ---------------------------------------------------------------------------- fused clipping (D8)
+class GlobalNormClipping:
+    """Mixin: clip gradients by their global L2 norm through `kerasrecipe.kernels` at Keras's
+    clipping hook (`_clip_gradients`), recording the pre-clip norm in `last_global_norm`.
+
+    Not used directly: `clip_global_norm(optimizer, max_norm)` builds the class. The classes are
+    made from the optimizer's *concrete* class, so on the torch backend the fused
+    `torch._foreach` update path Keras swaps in for its own optimizers is kept.
+
+    Args (added to the wrapped optimizer's own):
+        max_norm: the largest allowed global norm (D8: 1, 5, 10 or 15).
+        clip_eps: torch's `eps`: coef = max_norm / (norm + clip_eps), clamped to 1.
+    """
+
+    def __init__(self, *args, max_norm=1.0, clip_eps=1e-6, **kwargs):
+        for k in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if kwargs.get(k) is not None:
+                raise ConfigError(
+                    f"{k}={kwargs[k]!r} cannot be combined with kerasrecipe's global-norm clipping "
+                    f"(max_norm={max_norm!r}): use one of them."
+                )
+            kwargs.pop(k, None)
+        super().__init__(*args, **kwargs)
+        _check_positive("max_norm", max_norm)
+        if isinstance(clip_eps, bool) or not isinstance(clip_eps, (int, float)) or not (0 <= clip_eps < math.inf):
+            raise ConfigError(f"clip_eps={clip_eps!r} is invalid: expected a finite number >= 0")
+        self.max_norm = float(max_norm)
+        self.clip_eps = float(clip_eps)
+        self.last_global_norm = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", aggregation="only_first_replica", name="last_global_norm"
+        )
+
+    def _clip_gradients(self, grads):
+        from kerasrecipe import kernels
+
+        clipped, norm, _ = kernels.clip_by_global_norm(list(grads), self.max_norm, eps=self.clip_eps)
+        self.last_global_norm.assign(keras.ops.cast(norm, "float32"))
+        return clipped
+
+    def get_config(self):
+        config = super().get_config()
+        for k in ("clipnorm", "clipvalue", "global_clipnorm"):
+            config.pop(k, None)
+        config.update({"max_norm": self.max_norm, "clip_eps": self.clip_eps})
+        return config
+
+
+class _MultiGlobalNormClipping(GlobalNormClipping):
+    """For a MultiOptimizer: one global norm over every group, clipped before dispatching."""
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        if grads:
+            grads = self._clip_gradients(grads)
+        return super().apply(grads, trainable_variables)
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={value!r} is invalid: expected a finite number > 0 (D8: 1, 5, 10 or 15).")
+    return float(value)
+
+
+_CLIPPED = {}
+
+
+def clipped_class(base: type) -> type:
+    """The global-norm-clipping subclass of optimizer class `base`, made once and registered with
+    Keras as `kerasrecipe>GlobalNormClipped<Name>` (so models save and load with it). Classes for
+    Keras's built-in optimizers exist as soon as this module is imported; for your own optimizer
+    class call this before `keras.models.load_model`."""
+    if not (isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer)):
+        raise InputTypeError(f"clipped_class expects a keras Optimizer class, got {base!r}")
+    if issubclass(base, GlobalNormClipping):
+        return base
+    if base in _CLIPPED:
+        return _CLIPPED[base]
+    name = f"GlobalNormClipped{base.__name__}"
+    mixin = _MultiGlobalNormClipping if issubclass(base, keras.optimizers.MultiOptimizer) else GlobalNormClipping
+    cls = type(name, (mixin, base), {"__module__": __name__, "__doc__": f"{base.__name__} with fused global-norm "
+                                     "clipping (kerasrecipe.optimizers.clip_global_norm)."})
+    keras.saving.register_keras_serializable(package="kerasrecipe", name=name)(cls)
+    _CLIPPED[base] = cls
+    return cls
+
+
+def _concrete(cls):
+    """The class Keras really instantiates for `cls` (on torch: its torch._foreach variant)."""
+    if keras.backend.backend() == "torch":
+        from keras.src.backend.torch.optimizers.torch_optimizer import TorchOptimizer
+
+        probe = TorchOptimizer.__new__(cls)  # maps Keras's own classes to their torch variants
+        return type(probe)
+    return cls
+
+
+for _name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion", "Ftrl",
+              "Lamb", "Adafactor", "MultiOptimizer"):
+    if hasattr(keras.optimizers, _name):
+        clipped_class(_concrete(getattr(keras.optimizers, _name)))
+
+
+def clip_global_norm(optimizer, max_norm: float, *, eps: float = 1e-6):
+    """An optimizer like `optimizer` that clips gradients by global norm with the fused kernel (D8).
+
+    The returned optimizer has the same hyperparameters (and the same learning-rate schedule
+    object), clips every step through `kerasrecipe.kernels.clip_by_global_norm` (native C++/CUDA
+    on eager torch/NumPy, the keras.ops reference inside traced steps), keeps the pre-clip global
+    norm of the last step in `optimizer.last_global_norm` (a float32 keras Variable, saved with
+    the model, read by the health monitor) and keeps Keras's fused torch update path.
+
+    Semantics are torch's `clip_grad_norm_`: coef = max_norm / (norm + eps) clamped to 1 (Keras's
+    `global_clipnorm` has no eps: weights differ by a relative ~eps/norm when clipping); a NaN/Inf
+    norm propagates into the gradients (NaNGuard stops the run).
+
+    Args:
+        optimizer: a Keras optimizer instance (not yet built), or a name ("adam").
+        max_norm: largest allowed global norm, > 0 (D8: 1, 5, 10 or 15).
+        eps: see above.
+
+    Example:
+        opt = kr.optimizers.clip_global_norm(keras.optimizers.Adam(3e-4), 1.0)
+        model.compile(opt, "sparse_categorical_crossentropy")
+        model.fit(x, y); float(opt.last_global_norm)
+    """
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise InputTypeError(f"clip_global_norm expects a keras optimizer, got {type(optimizer).__name__}")
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise InputTypeError("clip_global_norm: wrap the inner optimizer, then the LossScaleOptimizer around it")
+    _check_positive("max_norm", max_norm)
+    if getattr(optimizer, "built", False):
+        raise ConfigError(
+            f"clip_global_norm: optimizer {optimizer.name!r} is already built (it has state); wrap it before "
+            "model.compile/fit, e.g. model.compile(clip_global_norm(keras.optimizers.Adam(3e-4), 1.0), loss)."
+        )
+    for k in ("clipnorm", "clipvalue"):
+        if getattr(optimizer, k, None) is not None:
+            raise ConfigError(f"clip_global_norm: optimizer {optimizer.name!r} already has {k}="
+                              f"{getattr(optimizer, k)!r}; use one kind of clipping.")
+    cls = clipped_class(type(optimizer))
+    config = optimizer.get_config()
+    config.pop("global_clipnorm", None)
+    config.update({"max_norm": float(max_norm), "clip_eps": eps})
+    if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+        config["optimizer_map"] = optimizer._optimizer_map
+    else:
+        lr = optimizer._learning_rate
+        config["learning_rate"] = lr if (isinstance(lr, LearningRateSchedule) or callable(lr)) and not isinstance(
+            lr, keras.Variable) else _single_lr(optimizer)
+    new = cls(**config)
+    for attr in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
+        if hasattr(optimizer, attr):
+            setattr(new, attr, getattr(optimizer, attr))
+    return new

@@ -128,3 +128,124 @@ def test_plateau_missing_monitor_warns_and_runlog(tmp_path):
     assert len(ev) == 1 and ev[0]["event"] == "lr_reduced" and ev[0]["new_lr"] == pytest.approx(ev[0]["old_lr"] / 2)
     with pytest.raises(ConfigError):
         kr.callbacks.ReduceLROnPlateauAny(factor=1.5)
+
+
+# ----------------------------------------------------------------------------- fused clipping (D8)
+def _mlp(seed=1):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(3)])
+
+
+def _data(n=16, scale=10.0):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n, 8)) * scale).astype("float32"), rng.normal(size=(n, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("name,run_eagerly", [("sgd", False), ("adam", True)])
+def test_clip_matches_keras_global_clipnorm(name, run_eagerly):
+    from kerasrecipe.backend_ops import weight_grads
+
+    x, y = _data()
+    make = {"sgd": lambda **k: keras.optimizers.SGD(0.05, momentum=0.9, **k),
+            "adam": lambda **k: keras.optimizers.Adam(1e-2, **k)}[name]
+    ref, ours = _mlp(), _mlp()
+    ours.set_weights(ref.get_weights())
+    ref.compile(make(global_clipnorm=1.0), "mse", run_eagerly=run_eagerly)
+    opt = kr.optimizers.clip_global_norm(make(), 1.0)
+    ours.compile(opt, "mse", run_eagerly=run_eagerly)
+    for step in range(2):
+        _, grads = weight_grads(ours, x, y)
+        norm = math.sqrt(sum(float(np.sum(g.astype("float64") ** 2)) for g in grads))
+        assert norm > 1.0  # clipping is active
+        ref.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+        assert float(ops.convert_to_numpy(opt.last_global_norm)) == pytest.approx(norm, rel=1e-4)
+        for a, b in zip(ref.get_weights(), ours.get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_below_threshold_is_identity_and_counts_every_step():
+    x, y = _data(scale=0.01)
+    ref, ours = _mlp(), _mlp()
+    ours.set_weights(ref.get_weights())
+    ref.compile(keras.optimizers.SGD(0.1), "mse")
+    opt = kr.optimizers.clip_global_norm(keras.optimizers.SGD(0.1), 1e3)
+    ours.compile(opt, "mse")
+    ref.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    ours.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(ref.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert 0 < float(ops.convert_to_numpy(opt.last_global_norm)) < 1e3
+    assert int(ops.convert_to_numpy(opt.iterations)) == 4
+
+
+def test_clip_keeps_torch_foreach_path(backend, monkeypatch):
+    if backend != "torch":
+        pytest.skip("the fused torch._foreach update path exists on the torch backend only")
+    from keras.src.backend.torch.optimizers import torch_adam, torch_sgd
+    from keras.src.backend.torch.optimizers.torch_parallel_optimizer import TorchParallelOptimizer
+
+    for base, torch_cls in ((keras.optimizers.Adam, torch_adam.Adam), (keras.optimizers.SGD, torch_sgd.SGD)):
+        opt = kr.optimizers.clip_global_norm(base(1e-3), 1.0)
+        assert isinstance(opt, torch_cls) and isinstance(opt, TorchParallelOptimizer)
+        calls = []
+        orig = torch_cls._parallel_update_step
+        monkeypatch.setattr(torch_cls, "_parallel_update_step", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+        model = _mlp()
+        model.compile(opt, "mse")
+        model.fit(*_data(), batch_size=8, epochs=1, verbose=0)
+        assert len(calls) == 2  # every step went through the torch._foreach update
+
+
+def test_clip_save_load_round_trip(tmp_path):
+    x, y = _data()
+    sched = kr.schedules.PlateauAware(keras.optimizers.schedules.CosineDecay(1e-2, 100), multiplier=0.5)
+    opt = kr.optimizers.clip_global_norm(keras.optimizers.Adam(sched), 2.5)
+    assert opt._learning_rate is sched
+    model = _mlp()
+    model.compile(opt, "mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    back = keras.models.load_model(path)
+    bopt = back.optimizer
+    assert type(bopt) is type(opt) and bopt.max_norm == 2.5 and bopt.clip_eps == 1e-6
+    assert isinstance(bopt._learning_rate, kr.schedules.PlateauAware) and bopt._learning_rate.multiplier == 0.5
+    assert float(ops.convert_to_numpy(bopt.last_global_norm)) == float(ops.convert_to_numpy(opt.last_global_norm)) > 0
+    for a, b in zip(opt.variables, bopt.variables):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+
+
+def test_clip_multi_optimizer_one_global_norm():
+    from kerasrecipe.backend_ops import weight_grads
+
+    x, y = _data()
+    model = _mlp()
+    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
+        keras.optimizers.SGD(0.1), {".*dense_1.*": keras.optimizers.SGD(0.01)}))
+    opt = kr.optimizers.clip_global_norm(multi, 1.0)
+    model.compile(opt, "mse")
+    w0 = model.get_weights()
+    _, grads = weight_grads(model, x, y)
+    norm = math.sqrt(sum(float(np.sum(g.astype("float64") ** 2)) for g in grads))
+    model.train_on_batch(x, y)
+    assert float(ops.convert_to_numpy(opt.last_global_norm)) == pytest.approx(norm, rel=1e-4)
+    coef = 1.0 / (norm + 1e-6)
+    lrs = [0.1 if "dense_1" not in v.path else 0.01 for v in model.trainable_variables]
+    for w_before, w_after, g, lr in zip(w0, model.get_weights(), grads, lrs):
+        np.testing.assert_allclose(w_after, w_before - lr * coef * g, rtol=1e-4, atol=1e-6)
+
+
+def test_clip_errors():
+    with pytest.raises(ConfigError):
+        kr.optimizers.clip_global_norm(keras.optimizers.Adam(), 0.0)
+    with pytest.raises(ConfigError):
+        kr.optimizers.clip_global_norm(keras.optimizers.Adam(clipnorm=1.0), 1.0)
+    with pytest.raises(InputTypeError):
+        kr.optimizers.clip_global_norm(object(), 1.0)
+    opt = keras.optimizers.Adam()
+    opt.build([keras.Variable(np.zeros(3, "float32"))])
+    with pytest.raises(ConfigError, match="already built"):
+        kr.optimizers.clip_global_norm(opt, 1.0)
+    clipped = kr.optimizers.clip_global_norm("sgd", 5)
+    assert clipped.max_norm == 5.0 and kr.optimizers.get_learning_rate(clipped) == pytest.approx(0.01)
