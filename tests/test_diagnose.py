@@ -439,3 +439,47 @@ def test_every_finding_has_numbers_causes_fix_and_tips():
             if f.severity == "info":
                 continue
             assert any(ch.isdigit() for ch in f.symptom) and f.causes and f.fixes and f.tips and f.evidence, f
+
+
+# --------------------------------------------------------------------------- causes before symptoms
+
+def test_cause_is_ranked_before_the_symptom_it_explains():
+    from kerasrecipe.diagnose import rank_findings
+
+    acts = ("sigmoid",) * 10 + ("softmax",)
+    tr = [2.303, 2.302, 2.302, 2.303, 2.302]
+    fs = diagnose_run(make_log(tr, None, acts=acts, layer_fn=lambda e, p, i, a: {"grad_norm": 0.5 * 0.3 ** (10 - i)}))
+    assert [f.tag for f in fs][:2] == ["vanishing_gradients", "stuck_at_prior"]
+    assert fs[0].severity == "error" and fs[0].evidence["raised_from"] == "warning"
+    assert fs[1].evidence["explained_by"] == ["vanishing_gradients"]
+    # a preflight cause (no epoch) ranks ahead of a run symptom of the same severity
+    pre = Finding("preflight.targets", "warning", "labels", tag="label_mismatch")
+    sym = Finding("curves", "warning", "stuck", tag="stuck", epoch=0)
+    assert [f.tag for f in rank_findings([sym, pre])] == ["label_mismatch", "stuck"]
+
+
+def test_negative_cross_entropy_means_labels_out_of_range():
+    fs = diagnose_run(make_log([0.5, -0.3, -1.5, -3.0], None, loss="binary_crossentropy", acts=("relu", "sigmoid"),
+                               num_classes=1))
+    assert fs[0].tag == "label_mismatch" and fs[0].severity == "error" and fs[0].epoch == 1
+
+
+def test_sigmoid_saturated_at_zero_is_seen_through_its_mean():
+    tr, va = healthy_curves(n=5)
+    fs = diagnose_run(make_log(tr, va, acts=("sigmoid", "sigmoid", "softmax"),
+                               layer_fn=lambda e, p, i, a: {"act": {"mean": 0.001, "sat_frac": 0.0}} if i == 0 else None))
+    assert "saturation" in tags(fs)
+
+
+def test_clipped_exploding_gradients_are_info():
+    tr, va = healthy_curves()
+    log = make_log(tr, va, layer_fn=lambda e, p, i, a: {"grad_norm": 800.0} if i == 0 else None)
+    log.log("grad", epoch=14, step=299, global_norm=900.0, clipped=True, source="optimizer")
+    f = [f for f in diagnose_run(log) if f.tag == "exploding_gradients"][0]
+    assert f.severity == "info" and "clipping" in f.symptom
+
+
+def test_imbalanced_prior_from_class_counts():
+    h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert prior_loss([{"kind": "meta", "loss": "binary_crossentropy", "class_counts": [900, 100]}])[0] == \
+        pytest.approx(h)

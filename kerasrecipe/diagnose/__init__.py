@@ -7,9 +7,9 @@
 `diagnose_run(log, live=True)` runs mid-fit.
 """
 from kerasrecipe.diagnose.console import findings_table, print_findings  # noqa: F401
-from kerasrecipe.diagnose.engine import LIVE_RULES, RULES, diagnose_run  # noqa: F401
+from kerasrecipe.diagnose.engine import CAUSE_TAGS, LIVE_RULES, RULES, SYMPTOM_TAGS, diagnose_run, rank_findings  # noqa: F401
 from kerasrecipe.diagnose.finding import Finding, sort_findings  # noqa: F401
 from kerasrecipe.diagnose.rules_loss import prior_loss  # noqa: F401
 
-__all__ = ["diagnose_run", "print_findings", "findings_table", "RULES", "LIVE_RULES", "Finding", "sort_findings",
+__all__ = ["diagnose_run", "rank_findings", "CAUSE_TAGS", "SYMPTOM_TAGS", "print_findings", "findings_table", "RULES", "LIVE_RULES", "Finding", "sort_findings",
            "prior_loss"]

@@ -10,7 +10,9 @@ from kerasrecipe.diagnose.rules_curves import curves
 from kerasrecipe.diagnose.rules_internals import (
     dead_relu, exploding_gradients, nan_inf, saturation, update_ratio, vanishing_gradients,
 )
-from kerasrecipe.diagnose.rules_loss import lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior
+from kerasrecipe.diagnose.rules_loss import (
+    loss_domain, lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior,
+)
 from kerasrecipe.errors import InputTypeError
 
 # name -> rule(log) -> list[Finding]. Order matters among findings of equal severity and epoch:
@@ -18,6 +20,7 @@ from kerasrecipe.errors import InputTypeError
 # symptoms they produce, so the first finding names the cause.
 RULES: Dict[str, Callable[..., List[Finding]]] = {
     "nan_inf": nan_inf,
+    "loss_domain": loss_domain,
     "dead_relu": dead_relu,
     "saturation": saturation,
     "vanishing_gradients": vanishing_gradients,
@@ -32,8 +35,53 @@ RULES: Dict[str, Callable[..., List[Finding]]] = {
 
 # Rules that mean something mid-run: they read the state so far (probes, recent losses), not the
 # shape of the finished curves; each is linear in the log. `diagnose_run(live=True)` runs these.
-LIVE_RULES = ("nan_inf", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients",
+LIVE_RULES = ("nan_inf", "loss_domain", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients",
               "stuck_at_prior", "lr_decayed_too_early", "oscillating_loss", "update_ratio")
+
+
+# Fault tags that name a cause, and tags that name a symptom such causes produce. A network that
+# learns nothing (stuck at the prior) *because* its units are dead is best told "dead units".
+CAUSE_TAGS = frozenset({
+    "nan", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients", "lr_too_high", "lr_too_low",
+    "lr_decayed_too_early", "label_mismatch",
+    # preflight's (engineer P) data and model faults
+    "data_nan", "unnormalized_input", "unscaled_target", "wrong_output_activation", "wrong_loss",
+    "class_imbalance", "distribution_shift", "leakage", "batch_mixing",
+})
+SYMPTOM_TAGS = frozenset({
+    "stuck_at_prior", "stuck", "slow_convergence", "oscillating_loss", "underfitting", "train_rising",
+    "data_problem", "overfitting", "initial_loss", "cannot_overfit", "no_better_than_baseline",
+})
+
+
+def rank_findings(findings: List[Finding]) -> List[Finding]:
+    """Sort findings most severe first, with causes ahead of the symptoms they explain.
+
+    When both cause findings (dead units, saturation, gradient flow, LR, data faults: `CAUSE_TAGS`)
+    and symptom findings (loss stuck, slow, oscillating, curve patterns: `SYMPTOM_TAGS`) are
+    present, the most severe cause is raised to the severity of the worst symptom -- the cause is
+    as bad as the damage it does -- and each symptom lists the causes found as its first likely
+    causes. Works on run findings and preflight findings together. Returns new Finding objects.
+    """
+    import dataclasses
+
+    items = [dataclasses.replace(f, evidence=dict(f.evidence), causes=list(f.causes)) for f in findings]
+    causes = [f for f in items if f.tag in CAUSE_TAGS and f.severity != "info"]
+    symptoms = [f for f in items if f.tag in SYMPTOM_TAGS and f.severity != "info"]
+    if causes and symptoms:
+        worst = max(f.rank for f in symptoms)
+        top = sort_findings(causes)[0]
+        if top.rank < worst:
+            top.evidence["raised_from"] = top.severity
+            top.severity = ("info", "warning", "error")[worst]
+        names = []
+        for c in sort_findings(causes):
+            if c.tag not in names:
+                names.append(c.tag)
+        for f in symptoms:
+            f.evidence["explained_by"] = names
+            f.causes = [f"found: {n.replace('_', ' ')} (see that finding)" for n in names] + f.causes
+    return sort_findings(sorted(items, key=lambda f: 0 if f.tag in CAUSE_TAGS else 1))
 
 
 def _as_view(log) -> LogView:
@@ -60,7 +108,8 @@ def diagnose_run(log, *, live: bool = False, rules=None) -> List[Finding]:
         rules: optional iterable of rule names (keys of `RULES`) to run instead.
 
     Returns:
-        list of `Finding`, errors first, then warnings, then info; among equals, earliest first.
+        list of `Finding`, errors first, then warnings, then info; among equals, earliest first
+        and causes before symptoms (see `rank_findings`).
 
     Example:
         >>> from kerasrecipe.runlog import RunLog
@@ -85,4 +134,4 @@ def diagnose_run(log, *, live: bool = False, rules=None) -> List[Finding]:
     found: List[Finding] = []
     for name in names:
         found.extend(RULES[name](v))
-    return sort_findings(found)
+    return rank_findings(found)

@@ -51,12 +51,10 @@ class Finding:
 
 
 def sort_findings(findings: List[Finding]) -> List[Finding]:
-    """Most severe first; among equals, earliest first (by epoch, then step).
+    """Most severe first; among equals, earliest epoch first.
 
-    A finding without an epoch (a preflight check, run before training) counts as earliest;
-    the sort is stable, so among full ties the given order (a rule registry's order) is kept.
+    A finding without an epoch (a preflight check, run before training) counts as earliest; the
+    sort is stable, so within one severity and epoch the given order (e.g. the rule registry's,
+    causes before symptoms) is kept.
     """
-    def when(f):
-        return (f.epoch if f.epoch is not None else -1, f.step if f.step is not None else -1)
-
-    return sorted(findings, key=lambda f: (-f.rank,) + when(f))
+    return sorted(findings, key=lambda f: (-f.rank, f.epoch if f.epoch is not None else -1))

@@ -254,7 +254,14 @@ def saturation(log) -> List[Finding]:
     def pick(r):
         act = r.get("act") or {}
         s = act.get("sat_frac")
-        return num(s) if s is not None and finite(num(s)) else None
+        s = num(s) if s is not None and finite(num(s)) else None
+        if str(r.get("activation") or "").lower() in ("sigmoid", "hard_sigmoid") and finite(num(act.get("mean"))):
+            # |a| >= 0.99 only sees a sigmoid's upper limit; its lower one (a ~ 0) follows from the
+            # mean by Markov's inequality: P(a >= 0.01) <= mean / 0.01, so at least
+            # 1 - 100 * mean of the outputs are below 0.01.
+            low = 1.0 - num(act.get("mean")) / 0.01
+            s = max(s or 0.0, low)
+        return s
 
     series = _layer_series(v, pick, keep=lambda r: is_saturating(r) and r.get("layer") != out_name)
     hits = []
@@ -414,12 +421,18 @@ def exploding_gradients(log) -> List[Finding]:
     evidence = {}
     for s in signs:
         evidence.update(s[3])
-    clipped = [bool(g.get("clipped")) for g in v.grads if "clipped" in g]
+    clipped = [bool(g.get("clipped")) for g in v.grads if g.get("source") == "optimizer" or g.get("clipped")]
+    severity = "warning"
     if clipped:
         evidence["clipped_frac"] = sum(clipped) / len(clipped)
+    if clipped and any(clipped) or finite(num(v.meta.get("clipnorm"))):
+        # clipping by global norm bounds every update: the large raw gradients no longer move the
+        # weights by more than lr * clipnorm, which is the harm exploding gradients do (D8)
+        severity = "info"
     return [Finding(
-        rule="exploding_gradients", severity="warning",
-        symptom="exploding gradients: " + "; ".join(s[2] for s in signs) + f" (first at epoch {epoch}, step {step})",
+        rule="exploding_gradients", severity=severity,
+        symptom="exploding gradients: " + "; ".join(s[2] for s in signs) + f" (first at epoch {epoch}, step {step})"
+                + ("; gradient clipping keeps the updates bounded" if severity == "info" else ""),
         evidence=evidence,
         causes=["no gradient clipping in a recurrent or very deep net", "learning rate too high",
                 "unscaled regression targets or inputs (large errors -> large gradients)"],

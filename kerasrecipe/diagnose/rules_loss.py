@@ -27,13 +27,17 @@ def prior_loss(log) -> Tuple[Optional[float], str]:
 
     Cross-entropy: the entropy of the class prior -- log C for balanced classes (2.303 for 10),
     log 2 = 0.693 for balanced binary, less for imbalanced data when the run's meta record gives
-    `class_prior` (class frequencies). Mean squared error: the target variance when meta gives
+    `class_prior` (class frequencies) or `class_counts`. Mean squared error: the target variance when meta gives
     `target_var` (predicting the mean). Otherwise (unknown loss or classes): None.
     """
     v = view(log)
     m = v.meta
     name = v.loss_name()
     prior = m.get("class_prior")
+    counts = m.get("class_counts")
+    if prior is None and isinstance(counts, (list, tuple)) and len(counts) >= 2 and sum(
+            c for c in counts if finite(num(c))) > 0:
+        prior = [num(c) for c in counts]
     if "crossentropy" in name or name in ("bce", "cce"):
         if isinstance(prior, (list, tuple)) and len(prior) >= 2 and all(finite(num(p)) for p in prior):
             return _entropy([num(p) for p in prior]), "entropy of the class prior"
@@ -106,6 +110,36 @@ def stuck_at_prior(log) -> List[Finding]:
                 epoch=eps[0], **common,
             )]
     return []
+
+
+def loss_domain(log) -> List[Finding]:
+    """A cross-entropy below zero (C8, J3): the targets are outside the loss's domain.
+
+    Cross-entropy is -sum(y log p) with 0 <= p <= 1, so it is >= 0 for any target in [0, 1]
+    (one-hot rows, class ids, probabilities). A negative value can only come from targets outside
+    that range (labels in {-1, 1} or {0, 255} fed to binary cross-entropy): the optimiser then
+    drives the loss to minus infinity instead of fitting the labels.
+    """
+    v = view(log)
+    if "crossentropy" not in v.loss_name():
+        return []
+    eps, tr = v.epoch_values("loss")
+    neg = [i for i, x in enumerate(tr) if finite(x) and x < -1e-6]
+    if not neg:
+        pts = [b for b in v.batches if finite(num(b.get("loss"))) and num(b.get("loss")) < -1e-6]
+        if len(pts) < 2:
+            return []
+        epoch, value = pts[0].get("epoch"), num(pts[0].get("loss"))
+    else:
+        epoch, value = eps[neg[0]], float(tr[neg[0]])
+    return [Finding(
+        rule="loss_domain", severity="error",
+        symptom=f"cross-entropy loss is negative ({fmt(value)} at epoch {epoch}): impossible for targets in [0, 1]",
+        evidence={"loss": value, "epoch": epoch},
+        causes=["labels scaled or encoded wrongly for the loss (e.g. {-1, 1} or {0, 255} with binary cross-entropy)"],
+        fixes=["map labels to 0/1 (binary) or 0..C-1 (sparse categorical); check y right before fit (C8)"],
+        tips=["C8", "J3", "C10"], tag="label_mismatch", epoch=epoch,
+    )]
 
 
 # --------------------------------------------------------------------------- oscillation
