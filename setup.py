@@ -64,14 +64,19 @@ class BuildExt(build_ext):
             os.makedirs(tmp, exist_ok=True)
             import pybind11
 
+            headers = glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
+            newest_header = max((os.path.getmtime(h) for h in headers), default=0.0)
             for src in CUDA_SOURCES:
                 obj = os.path.join(tmp, os.path.basename(src) + ".o")
+                objs.append(obj)
+                if (not self.force and os.path.exists(obj)
+                        and os.path.getmtime(obj) >= max(os.path.getmtime(src), newest_header)):
+                    continue  # up to date
                 cmd = [NVCC, "-c", src, "-o", obj, "-std=c++17", "-O3", "-Xcompiler", "-fPIC",
                        "--expt-relaxed-constexpr", "-Icsrc", "-I" + pybind11.get_include(),
                        *ARCH_FLAGS]
                 print(" ".join(cmd), flush=True)
                 subprocess.check_call(cmd, cwd=HERE)
-                objs.append(obj)
             ext.extra_objects = list(ext.extra_objects or []) + objs
             cuda_home = os.path.dirname(os.path.dirname(os.path.realpath(NVCC)))
             libdirs = [os.path.join(cuda_home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
@@ -84,6 +89,9 @@ class BuildExt(build_ext):
 ext = Pybind11Extension(
     "kerasrecipe._native",
     CPU_SOURCES,
+    # headers and CUDA sources: a change to any of them relinks the module
+    depends=sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
+                   + glob.glob("csrc/cuda/*.cu")),
     include_dirs=["csrc"],
     cxx_std=17,
     extra_compile_args=["-O3", "-fno-math-errno"],

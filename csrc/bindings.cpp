@@ -1,12 +1,153 @@
-// pybind11 bindings of kerasrecipe._native (placeholder until the kernels land).
+// pybind11 bindings of kerasrecipe._native. Tensors arrive as raw pointers (ints), element counts
+// and dtype codes: no framework headers, one build for every backend and framework version.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "cpu/kernels.h"
+#ifdef KR_WITH_CUDA
+#include "cuda/api.h"
+#endif
+
 namespace py = pybind11;
+using kr::TensorRef;
+
+static std::vector<TensorRef> make_refs(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels,
+                                        const std::vector<int>& codes) {
+    if (ptrs.size() != numels.size() || ptrs.size() != codes.size())
+        throw std::invalid_argument("ptrs, numels and dtype codes must have the same length");
+    std::vector<TensorRef> ts(ptrs.size());
+    for (size_t i = 0; i < ptrs.size(); ++i) {
+        if (codes[i] < 0 || codes[i] > 3) throw std::invalid_argument("dtype code must be 0..3 (f32, f64, f16, bf16)");
+        if (numels[i] < 0) throw std::invalid_argument("numel must be >= 0");
+        if (numels[i] > 0 && ptrs[i] == 0) throw std::invalid_argument("null data pointer for a non-empty tensor");
+        ts[i] = TensorRef{reinterpret_cast<const void*>(ptrs[i]), numels[i], codes[i]};
+    }
+    return ts;
+}
+
+static kr::HistParams make_hist(int mode, double lo, double scale, int nbins) {
+    if (mode != kr::HIST_LOG2 && mode != kr::HIST_UNIFORM) throw std::invalid_argument("hist mode must be 0 or 1");
+    if (mode == kr::HIST_LOG2 && nbins != kr::N_LOG_BINS) throw std::invalid_argument("log2 histogram has 65 bins");
+    if (nbins < 1 || nbins > (1 << 16)) throw std::invalid_argument("nbins must be in [1, 65536]");
+    if (mode == kr::HIST_UNIFORM && !(scale > 0)) throw std::invalid_argument("uniform histogram needs scale > 0");
+    return kr::HistParams{mode, lo, scale, nbins};
+}
+
+using Stats = std::tuple<py::array_t<double>, py::array_t<int64_t>, py::array_t<int64_t>>;
+
+static Stats alloc_stats(size_t n, int nbins) {
+    return Stats{py::array_t<double>({n, size_t(kr::N_DBL)}), py::array_t<int64_t>({n, size_t(kr::N_CNT)}),
+                 py::array_t<int64_t>({n, size_t(nbins)})};
+}
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "kerasrecipe native kernels";
+    m.doc() = "kerasrecipe native kernels: single-pass activation statistics, global-norm clipping";
 #ifdef KR_WITH_CUDA
     m.attr("cuda_compiled") = true;
 #else
     m.attr("cuda_compiled") = false;
+#endif
+    m.attr("N_LOG_BINS") = kr::N_LOG_BINS;
+    m.def("hardware_threads", &kr::hardware_threads, "std::thread::hardware_concurrency()");
+    m.def("simd_level", &kr::simd_level, "'avx2' or 'base': which copy of the CPU loops runs");
+
+    m.def(
+        "stats_cpu",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           double saturation, int mode, double lo, double scale, int nbins, int nthreads) {
+            auto ts = make_refs(ptrs, numels, codes);
+            auto hp = make_hist(mode, lo, scale, nbins);
+            Stats out = alloc_stats(ts.size(), nbins);
+            double* d = std::get<0>(out).mutable_data();
+            int64_t* c = std::get<1>(out).mutable_data();
+            int64_t* h = std::get<2>(out).mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                kr::stats_many(ts, saturation, hp, nthreads, d, c, h);
+            }
+            return out;
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("saturation"), py::arg("mode"),
+        py::arg("lo"), py::arg("scale"), py::arg("nbins"), py::arg("nthreads") = 0,
+        "Statistics of host buffers -> (dbl[n,4]: mean,var,min,max; cnt[n,6]: count,finite,zeros,"
+        "saturated,nan,inf; hist[n,nbins]).");
+
+    m.def(
+        "sumsq_cpu",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           int nthreads) {
+            auto ts = make_refs(ptrs, numels, codes);
+            py::gil_scoped_release nogil;
+            return kr::sumsq_many(ts, nthreads);
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("nthreads") = 0,
+        "Sum of squares (float64) over all host buffers.");
+
+    m.def(
+        "scale_cpu",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           double coef, int nthreads) {
+            auto ts = make_refs(ptrs, numels, codes);
+            py::gil_scoped_release nogil;
+            kr::scale_many(ts, coef, nthreads);
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("coef"), py::arg("nthreads") = 0,
+        "In place: every buffer *= coef.");
+
+    m.def(
+        "clip_cpu",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           double max_norm, double eps, int nthreads) {
+            auto ts = make_refs(ptrs, numels, codes);
+            py::gil_scoped_release nogil;
+            return kr::clip_many(ts, max_norm, eps, nthreads);
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("max_norm"), py::arg("eps"),
+        py::arg("nthreads") = 0, "In place global-norm clipping of host buffers; returns the norm before.");
+
+#ifdef KR_WITH_CUDA
+    m.def("cuda_device_count", &kr::gpu::device_count, "usable CUDA devices (0 on any error, never raises)");
+    m.def("cuda_unavailable_reason", &kr::gpu::unavailable_reason);
+    m.def(
+        "cuda_stats",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           int device, uintptr_t stream, double saturation, int mode, double lo, double scale, int nbins) {
+            auto ts = make_refs(ptrs, numels, codes);
+            auto hp = make_hist(mode, lo, scale, nbins);
+            Stats out = alloc_stats(ts.size(), nbins);
+            double* d = std::get<0>(out).mutable_data();
+            int64_t* c = std::get<1>(out).mutable_data();
+            int64_t* h = std::get<2>(out).mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                kr::gpu::stats_many(ts, device, stream, saturation, hp, d, c, h);
+            }
+            return out;
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("device"), py::arg("stream"),
+        py::arg("saturation"), py::arg("mode"), py::arg("lo"), py::arg("scale"), py::arg("nbins"),
+        "Statistics of device buffers in one launch on `stream` (synchronises it for the results).");
+    m.def(
+        "cuda_clip",
+        [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
+           int device, uintptr_t stream, double max_norm, double eps, uintptr_t out_norm, uintptr_t out_flag) {
+            auto ts = make_refs(ptrs, numels, codes);
+            if (!out_norm || !out_flag) throw std::invalid_argument("null output pointer");
+            py::gil_scoped_release nogil;
+            kr::gpu::clip_many(ts, device, stream, max_norm, eps, reinterpret_cast<float*>(out_norm),
+                               reinterpret_cast<uint8_t*>(out_flag));
+        },
+        py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("device"), py::arg("stream"),
+        py::arg("max_norm"), py::arg("eps"), py::arg("out_norm"), py::arg("out_flag"),
+        "Global-norm clipping of device buffers in two launches on `stream`, no host sync.");
+#else
+    m.def("cuda_device_count", []() { return 0; }, "0: this build has no CUDA");
+    m.def("cuda_unavailable_reason", []() { return std::string("built without CUDA (nvcc not found or KERASRECIPE_CUDA=0)"); });
 #endif
 }

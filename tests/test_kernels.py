@@ -174,3 +174,274 @@ def test_info_keys():
     for k in ("native_built", "cuda_compiled", "gpu_visible", "gpu_count", "threads", "paths"):
         assert k in i
     assert set(i["paths"]) >= {"numpy", "torch_cpu", "torch_cuda", "tensorflow_eager", "jax_eager", "traced"}
+
+
+# ----------------------------------------------------------------------------- property tests
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import ml_dtypes  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
+
+
+@st.composite
+def float_arrays(draw, max_side=48):
+    dtype = draw(st.sampled_from(sorted(DTYPES)))
+    shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=0, max_size=3)))
+    n = int(np.prod(shape)) if shape else 1
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1e-30, 1e-7, 1.0, 3e3, 1e30, 1e150]))
+    offset = draw(st.sampled_from([0.0, 1.0, -1e4]))
+    x = rng.standard_normal(n) * scale + offset * scale
+    if draw(st.booleans()):  # ReLU-like: many exact zeros
+        x = np.maximum(x, 0)
+    for val, frac in ((np.nan, draw(st.sampled_from([0, 0.01, 0.3]))), (np.inf, draw(st.sampled_from([0, 0.01]))),
+                      (-np.inf, draw(st.sampled_from([0, 0.01]))), (0.0, draw(st.sampled_from([0, 0.1])))):
+        if n and frac:
+            x[rng.random(n) < frac] = val
+    with np.errstate(over="ignore"):
+        a = x.astype(DTYPES[dtype]).reshape(shape)
+    if draw(st.booleans()) and a.ndim >= 1 and a.shape[-1] > 1:  # non-contiguous view
+        a = a[..., ::2]
+    return a
+
+
+def max_abs_finite(x):
+    f = np.asarray(x, np.float64)
+    f = f[np.isfinite(f)]
+    return float(np.abs(f).max()) if f.size else 0.0
+
+
+def assert_native_exact(got, want, x):
+    """Native vs float64 oracle: counts, min, max and histogram exact; moments to float64 accuracy."""
+    for k in ("count", "nan", "inf", "zeros", "saturated"):
+        assert got[k] == want[k], (k, got[k], want[k])
+    np.testing.assert_array_equal(got["hist"], want["hist"])
+    for k in ("min", "max"):
+        assert (math.isnan(got[k]) and math.isnan(want[k])) or got[k] == want[k], (k, got[k], want[k])
+    m = max_abs_finite(x)
+    if math.isnan(want["mean"]):
+        assert all(math.isnan(got[k]) for k in ("mean", "var", "std"))
+        return
+    assert abs(got["mean"] - want["mean"]) <= 1e-12 * m + 1e-300, (got["mean"], want["mean"])
+    if np.isfinite(want["var"]) and np.isfinite(m * m):
+        assert abs(got["var"] - want["var"]) <= 1e-9 * want["var"] + 1e-13 * m * m, (got["var"], want["var"])
+        assert abs(got["std"] - want["std"]) <= 1e-9 * want["std"] + 1e-6 * m, (got["std"], want["std"])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=float_arrays(), uniform=st.booleans(), sat=st.sampled_from([0.5, 0.99, 1e4]))
+def test_stats_match_float64_oracle(x, uniform, sat):
+    bins = (-2.5, 3.0, 23) if uniform else None
+    got = K.activation_stats(x, saturation=sat, bins=bins)
+    assert_native_exact(got, oracle_stats(x, sat, bins), x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(xs=st.lists(float_arrays(max_side=20), min_size=0, max_size=6))
+def test_stats_many_matches_single(xs):
+    many = K.activation_stats_many(xs)
+    assert len(many) == len(xs)
+    for got, x in zip(many, xs):
+        assert_native_exact(got, oracle_stats(x), x)
+
+
+def oracle_clip(arrays, max_norm, eps=1e-6):
+    norm = math.sqrt(sum(float(np.sum(np.square(np.asarray(a, np.float64)))) for a in arrays))
+    coef = max_norm / (norm + eps)
+    coef = coef if (math.isnan(coef) or coef < 1) else 1.0
+    out = []
+    for a in arrays:
+        work = np.float64 if a.dtype == np.float64 else np.float32
+        with np.errstate(invalid="ignore", over="ignore"):
+            out.append((a.astype(work) * work(coef)).astype(a.dtype))
+    return out, norm
+
+
+@settings(max_examples=80, deadline=None)
+@given(xs=st.lists(float_arrays(max_side=30), min_size=1, max_size=5), max_norm=st.sampled_from([1e-3, 1.0, 5.0, 1e6]))
+def test_clip_matches_oracle(xs, max_norm):
+    xs = [np.array(x) if not x.flags.writeable else x for x in xs]
+    want, wnorm = oracle_clip([np.ascontiguousarray(x) for x in xs], max_norm)
+    out, norm, bad = K.clip_by_global_norm(xs, max_norm)
+    assert bad == (not math.isfinite(wnorm))
+    if math.isfinite(wnorm):
+        assert abs(norm - wnorm) <= 1e-12 * wnorm + 1e-300
+    else:
+        assert (math.isnan(norm) and math.isnan(wnorm)) or norm == wnorm
+    for o, w in zip(out, want):
+        # the coefficient comes from the same float64 norm up to rounding: one float ulp apart at most
+        np.testing.assert_allclose(np.asarray(o, np.float64), np.asarray(w, np.float64), rtol=1e-2 if o.dtype.itemsize == 2 else 1e-6,
+                                   atol=0, equal_nan=True)
+
+
+def test_large_multichunk_and_thread_independence(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal(3_000_017), 0).astype(np.float32) * 5 + 1000
+    x[::1001] = np.nan
+    want = oracle_stats(x, bins=(990.0, 1020.0, 64))
+    results = []
+    for nt in ("1", "2", "3"):
+        monkeypatch.setenv("KERASRECIPE_NUM_THREADS", nt)
+        got = K.activation_stats(x, bins=(990.0, 1020.0, 64))
+        assert_native_exact(got, want, x)
+        results.append((got["mean"], got["var"]))
+    assert results[0] == results[1] == results[2]  # deterministic whatever the thread count
+
+
+@pytest.mark.skipif(not K.info()["native_built"], reason="native module not built")
+def test_baseline_simd_copy_agrees():
+    """The non-AVX2 copy of the loops (KERASRECIPE_SIMD=base) gives the same answers."""
+    code = (
+        "import numpy as np, json\n"
+        "from kerasrecipe import kernels as K, _native\n"
+        "rng = np.random.default_rng(5)\n"
+        "out = {'simd': _native.simd_level()}\n"
+        "for dt in ('float16', 'float32', 'float64'):\n"
+        "    x = (rng.standard_normal(70001) * 3).astype(dt); x[::97] = np.nan; x[::331] = 0; x[5] = np.inf\n"
+        "    for b in (None, (-1.0, 2.0, 9)):\n"
+        "        s = K.activation_stats(x, bins=b)\n"
+        "        out[dt + str(b)] = [s[k] for k in ('count','zeros','saturated','nan','inf','min','max')] + [s['hist'].tolist(), s['mean'], s['var']]\n"
+        "print(json.dumps(out))\n"
+    )
+    import json
+
+    res = {}
+    for simd in ("base", "auto"):
+        env = dict(os.environ, KERASRECIPE_SIMD=simd)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        res[simd] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["base"].pop("simd") == "base"
+    res["auto"].pop("simd")
+    for key, b in res["base"].items():
+        a = res["auto"][key]
+        assert a[:8] == b[:8], key
+        assert abs(a[8] - b[8]) <= 1e-12 * max(1.0, abs(b[8])) and abs(a[9] - b[9]) <= 1e-10 * b[9], key
+
+
+@pytest.mark.skipif(not K.info()["native_built"], reason="native module not built")
+def test_native_rejects_bad_buffers():
+    from kerasrecipe import _native
+
+    with pytest.raises(ValueError):
+        _native.stats_cpu([0], [10], [0], 0.99, 0, 0.0, 0.0, 65, 0)  # null pointer
+    with pytest.raises(ValueError):
+        _native.sumsq_cpu([1, 2], [1], [0], 0)  # ragged
+    with pytest.raises(ValueError):
+        _native.clip_cpu([0], [0], [9], 1.0, 1e-6, 0)  # bad dtype code
+
+
+# ----------------------------------------------------------------------------- backends & dispatch
+
+def test_native_agrees_with_keras_ops_reference(backend):
+    import keras
+
+    from kerasrecipe.kernels import _reference as R
+    from kerasrecipe.kernels._hist import parse_bins
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((16, 33)) * 2).astype("float32")
+    x[0, :3] = [np.nan, np.inf, 0.0]
+    native = K.activation_stats(x)
+    for bins in (None, (-3.0, 3.0, 12)):
+        native = K.activation_stats(x, bins=bins)
+        ref = R.stats_keras(keras.ops.convert_to_tensor(x), 0.99, parse_bins(bins), "float32")
+        ref = {k: (np.asarray(keras.ops.convert_to_numpy(v)) if k != "hist_edges" else v) for k, v in ref.items()}
+        assert_stats_close(ref, oracle_stats(x, bins=bins), rtol=1e-5, hist_slack=2)
+        for k in ("count", "zeros", "saturated", "nan", "inf"):
+            assert int(ref[k]) == native[k]
+    g = [(rng.standard_normal(50) * 3).astype("float32"), (rng.standard_normal((4, 5))).astype("float32")]
+    want, wnorm = oracle_clip(g, 1.0)
+    out, norm, bad = R.clip_keras([keras.ops.convert_to_tensor(a) for a in g], ["float32"] * 2, 1.0, 1e-6)
+    assert abs(float(keras.ops.convert_to_numpy(norm)) - wnorm) < 1e-5 * wnorm and not bool(keras.ops.convert_to_numpy(bad))
+    for o, w in zip(out, want):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(o), w, rtol=1e-5)
+
+
+def test_dispatch_eager_backend_tensors(backend):
+    import keras
+
+    rng = np.random.default_rng(8)
+    x = np.maximum(rng.standard_normal((8, 40)), 0).astype("float32")
+    t = keras.ops.convert_to_tensor(x)
+    s = K.activation_stats(t)  # eager: native via a host view
+    assert isinstance(s["mean"], float)
+    assert_native_exact(s, oracle_stats(x), x)
+    v = keras.Variable(x)
+    assert K.activation_stats(v)["zeros"] == s["zeros"]
+    g = [keras.ops.convert_to_tensor((rng.standard_normal(30) * 4).astype("float32")) for _ in range(3)]
+    gnp = [np.array(keras.ops.convert_to_numpy(a)) for a in g]
+    want, wnorm = oracle_clip(gnp, 2.0)
+    out, norm, bad = K.clip_by_global_norm(g, 2.0)
+    assert abs(float(keras.ops.convert_to_numpy(norm)) - wnorm) < 1e-5 * wnorm
+    assert not bool(keras.ops.convert_to_numpy(bad))
+    for o, w in zip(out, want):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(o), w, rtol=1e-6)
+    if backend == "torch":  # eager torch: in place
+        assert out[0] is g[0]
+
+
+def test_dispatch_traced(backend):
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((6, 50)) * 3).astype("float32")
+    x[0, 0] = np.nan
+    want = oracle_stats(x)
+    g = [(rng.standard_normal(20) * 5).astype("float32")]
+    wclip, wnorm = oracle_clip(g, 1.0)
+    if backend == "jax":
+        import jax
+
+        s = jax.jit(lambda a: K.activation_stats(a))(x)
+        c, n, b = jax.jit(lambda a: K.clip_by_global_norm([a], 1.0))(g[0])
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        s = tf.function(lambda a: K.activation_stats(a))(tf.constant(x))
+        c, n, b = tf.function(lambda a: K.clip_by_global_norm([a], 1.0))(tf.constant(g[0]))
+    else:
+        pytest.skip("torch tensors are eager here; torch.compile tracing is covered by the reference path")
+    s = {k: (np.asarray(v) if k != "hist_edges" else v) for k, v in s.items()}
+    assert_stats_close(s, want, rtol=1e-5, hist_slack=0)
+    assert abs(float(n) - wnorm) < 1e-5 * wnorm and not bool(b)
+    np.testing.assert_allclose(np.asarray(c[0]), wclip[0], rtol=1e-6)
+
+
+
+
+def _torch():
+    try:
+        import torch as _t
+    except ImportError:  # pragma: no cover
+        pytest.skip("torch not installed")
+    return _t
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_torch_cpu_native_in_place(dtype):
+    t = _torch()
+    dt = getattr(t, dtype)
+    g = t.randn(40, 30, dtype=t.float64).mul(3).to(dt)
+    nc = t.randn(30, 40).mul(2).to(dt).t()  # non-contiguous
+    ref = [np.asarray(a.double().numpy()).astype(DTYPES[dtype]) for a in (g, nc)]
+    want, wnorm = oracle_clip(ref, 1.0)
+    out, norm, bad = K.clip_by_global_norm([g, nc], 1.0)
+    assert out[0] is g and out[1] is nc and norm.dtype == t.float32 and bool(bad) is False
+    assert abs(float(norm) - wnorm) <= 1e-6 * wnorm
+    for o, w in zip(out, want):
+        np.testing.assert_allclose(o.double().numpy(), np.asarray(w, np.float64), rtol=1e-2 if dtype in ("float16", "bfloat16") else 1e-6)
+    s = K.activation_stats(nc)
+    assert_native_exact(s, oracle_stats(np.asarray(nc.double().numpy())), nc.double().numpy())
+
+
+def test_torch_grad_tensors_and_none():
+    t = _torch()
+    w = t.nn.Parameter(t.ones(5))
+    (w * 10).sum().backward()
+    out, norm, _ = K.clip_by_global_norm([w.grad, None], 1.0)
+    assert out[1] is None and abs(float(norm) - 10 * math.sqrt(5)) < 1e-4
+    assert abs(float(t.linalg.vector_norm(w.grad)) - 1.0) < 1e-5

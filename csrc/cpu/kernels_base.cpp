@@ -1,0 +1,5 @@
+// Block kernels for the baseline ISA of the build (SSE2 on x86-64).
+#include <cstdint>
+#include <cstring>
+#define KR_SIMD_NS kr::simd_base
+#include "cpu/simd_kernels.h"

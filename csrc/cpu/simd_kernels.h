@@ -1,0 +1,341 @@
+// Inner loops of the CPU kernels, written once with GCC/Clang vector extensions and compiled
+// twice: kernels_base.cpp (the default x86-64 / aarch64 ISA) and kernels_avx2.cpp (AVX2,
+// chosen at run time when the CPU has it). Everything here has internal linkage (anonymous
+// namespace) so the two copies never merge at link time. No -ffast-math: the NaN/Inf tests
+// below are exact integer tests on the bit patterns.
+//
+// Included AFTER the standard headers and AFTER an optional `#pragma GCC target`.
+// The including file defines KR_SIMD_NS (the namespace of its exported entry points).
+#include "cpu/kernels.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define KR_INL inline __attribute__((always_inline))
+namespace {
+
+using kr::BlockStats;
+using kr::HistSink;
+
+typedef float f8 __attribute__((vector_size(32)));
+typedef int32_t i8 __attribute__((vector_size(32)));
+typedef uint32_t u8v __attribute__((vector_size(32)));
+typedef double d4 __attribute__((vector_size(32)));
+typedef int64_t l4 __attribute__((vector_size(32)));
+typedef float f4 __attribute__((vector_size(16)));
+typedef int32_t i4 __attribute__((vector_size(16)));
+
+constexpr int64_t SUB = 2048;  // sub-block (fits L1): moments per sub-block, then Chan
+
+template <class V>
+KR_INL V loadu(const void* p) {
+    V v;
+    __builtin_memcpy(&v, p, sizeof(V));
+    return v;
+}
+
+KR_INL double hsum(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+KR_INL int64_t hsum(i8 v) {
+    int64_t s = 0;
+    for (int i = 0; i < 8; ++i) s += v[i];
+    return s;
+}
+KR_INL int64_t hsum(l4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+KR_INL void scatter8(HistSink& h, i8 idx) {
+    int32_t id[8];
+    __builtin_memcpy(id, &idx, sizeof(id));
+    ++h.h[0][id[0]]; ++h.h[1][id[1]]; ++h.h[2][id[2]]; ++h.h[3][id[3]];
+    ++h.h[0][id[4]]; ++h.h[1][id[5]]; ++h.h[2][id[6]]; ++h.h[3][id[7]];
+}
+KR_INL void scatter4(HistSink& h, l4 idx) {
+    ++h.h[0][idx[0]]; ++h.h[1][idx[1]]; ++h.h[2][idx[2]]; ++h.h[3][idx[3]];
+}
+
+// Chan et al.: combine (n, mean, M2) of a sub-block into the accumulator.
+KR_INL void chan_add(BlockStats& a, int64_t nb, double mean_b, double m2_b) {
+    if (nb == 0) return;
+    if (a.nfin == 0) { a.nfin = nb; a.mean = mean_b; a.m2 = m2_b; return; }
+    const double n = double(a.nfin) + double(nb);
+    const double delta = mean_b - a.mean;
+    a.mean += delta * (double(nb) / n);
+    a.m2 += m2_b + delta * delta * (double(a.nfin) * double(nb) / n);
+    a.nfin += nb;
+}
+
+// ---------------------------------------------------------------- float32 statistics
+template <int MODE>
+inline void stats_f32_impl(const float* x, int64_t n, float satf, HistSink& hs, BlockStats& acc) {
+    // shift: the first finite value (keeps the shifted sums small); later the previous mean
+    float Kf = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+        if ((kr::f2u(x[i]) & 0x7fffffffu) < 0x7f800000u) { Kf = x[i]; break; }
+    }
+    const int32_t trash = hs.trash;
+    const double lo = hs.lo, scale = hs.scale, nm1 = double(hs.nbins - 1);
+    alignas(32) float pad[8];
+    for (int64_t b = 0; b < n; b += SUB) {
+        const int64_t m = (n - b < SUB) ? (n - b) : SUB;
+        const float* p = x + b;
+        const double K = double(Kf);
+        const f8 vK = Kf - (f8){};
+        i8 czero = {}, csat = {}, cnan = {}, cinf = {};
+        f8 vmin = __builtin_inff() - (f8){}, vmax = -__builtin_inff() - (f8){};
+        d4 s1a = {}, s2a = {};
+        const int64_t full = m & ~int64_t(7);
+        const int64_t nv = (m + 7) / 8;
+        auto body = [&](const f8 v) __attribute__((always_inline)) {
+            const i8 bits = (i8)v;
+            const i8 ab = bits & 0x7fffffff;
+            const i8 fin = ab < 0x7f800000;
+            cnan -= (ab > 0x7f800000);
+            cinf -= (ab == 0x7f800000);
+            czero -= (ab == 0);
+            csat -= ((f8)ab >= satf);  // includes +-Inf: subtracted per sub-block
+            const f8 vm = fin ? v : vK;
+            vmin = vm < vmin ? vm : vmin;
+            vmax = vm > vmax ? vm : vmax;
+            const d4 dlo = __builtin_convertvector(__builtin_shufflevector(vm, vm, 0, 1, 2, 3), d4) - K;
+            const d4 dhi = __builtin_convertvector(__builtin_shufflevector(vm, vm, 4, 5, 6, 7), d4) - K;
+            s1a += dlo + dhi;
+            s2a += dlo * dlo + dhi * dhi;
+            if (MODE == kr::HIST_LOG2) {
+                // the bin is a function of the sign+exponent bits alone: count those 512 keys
+                // (non-finite values land on exponent 255, dropped when the keys are mapped)
+                const i8 key = (i8)((u8v)bits >> 23);
+                int32_t id[8];
+                __builtin_memcpy(id, &key, sizeof(id));
+                ++hs.key[0][id[0]]; ++hs.key[1][id[1]]; ++hs.key[2][id[2]]; ++hs.key[3][id[3]];
+                ++hs.key[0][id[4]]; ++hs.key[1][id[5]]; ++hs.key[2][id[6]]; ++hs.key[3][id[7]];
+            } else {
+                i8 idx;
+                d4 tlo = (__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), d4) - lo) * scale;
+                d4 thi = (__builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), d4) - lo) * scale;
+                tlo = tlo < 0.0 ? 0.0 : tlo; thi = thi < 0.0 ? 0.0 : thi;
+                tlo = tlo > nm1 ? nm1 : tlo; thi = thi > nm1 ? nm1 : thi;
+                const i4 ilo = __builtin_convertvector(tlo, i4), ihi = __builtin_convertvector(thi, i4);
+                idx = __builtin_shufflevector(ilo, ihi, 0, 1, 2, 3, 4, 5, 6, 7);
+                idx = fin ? idx : trash;
+                scatter8(hs, idx);
+            }
+        };
+        for (int64_t j = 0; j < full; j += 8) body(loadu<f8>(p + j));
+        if (full < m) {  // tail: pad with NaN, corrected below
+            for (int k = 0; k < 8; ++k) pad[k] = (full + k < m) ? p[full + k] : __builtin_nanf("");
+            body(loadu<f8>(pad));
+        }
+        const int64_t padded = nv * 8 - m;
+        const int64_t nnan = hsum(cnan) - padded, ninf = hsum(cinf);
+        const int64_t nb = m - nnan - ninf;
+        acc.nan += nnan; acc.inf += ninf; acc.zeros += hsum(czero); acc.sat += hsum(csat) - ninf;
+        if (nb > 0) {
+            const double S1 = hsum(s1a), S2 = hsum(s2a);
+            const double mean_b = K + S1 / double(nb);
+            double m2_b = S2 - S1 * (S1 / double(nb));
+            m2_b = m2_b > 0 ? m2_b : 0;
+            float mn = vmin[0], mx = vmax[0];
+            for (int k = 1; k < 8; ++k) { mn = vmin[k] < mn ? vmin[k] : mn; mx = vmax[k] > mx ? vmax[k] : mx; }
+            if (double(mn) < acc.mn) acc.mn = mn;
+            if (double(mx) > acc.mx) acc.mx = mx;
+            chan_add(acc, nb, mean_b, m2_b);
+            double kn = mean_b < mn ? mn : (mean_b > mx ? mx : mean_b);
+            Kf = float(kn);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- float64 statistics
+template <int MODE>
+inline void stats_f64_impl(const double* x, int64_t n, double sat, HistSink& hs, BlockStats& acc) {
+    const int64_t EXPMASK = 0x7ff0000000000000LL, ABSMASK = 0x7fffffffffffffffLL;
+    double K = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        int64_t u;
+        __builtin_memcpy(&u, x + i, 8);
+        if ((u & ABSMASK) < EXPMASK) { K = x[i]; break; }
+    }
+    const int64_t trash = hs.trash;
+    const double lo = hs.lo, scale = hs.scale, nm1 = double(hs.nbins - 1);
+    alignas(32) double pad[4];
+    for (int64_t b = 0; b < n; b += SUB) {
+        const int64_t m = (n - b < SUB) ? (n - b) : SUB;
+        const double* p = x + b;
+        const d4 vK = K - (d4){};
+        l4 czero = {}, csat = {}, cnan = {}, cinf = {};
+        d4 vmin = __builtin_inf() - (d4){}, vmax = -__builtin_inf() - (d4){};
+        d4 s1 = {}, s2 = {};
+        const int64_t full = m & ~int64_t(3);
+        const int64_t nv = (m + 3) / 4;
+        for (int64_t j = 0; j < nv; ++j) {
+            d4 v;
+            if (j * 4 < full) {
+                v = loadu<d4>(p + j * 4);
+            } else {
+                for (int k = 0; k < 4; ++k) pad[k] = (full + k < m) ? p[full + k] : __builtin_nan("");
+                v = loadu<d4>(pad);
+            }
+            const l4 bits = (l4)v;
+            const l4 ab = bits & ABSMASK;
+            const l4 fin = ab < EXPMASK;
+            cnan -= (ab > EXPMASK);
+            cinf -= (ab == EXPMASK);
+            czero -= (ab == 0);
+            csat -= ((d4)ab >= sat) & fin;
+            const d4 vm = fin ? v : vK;
+            vmin = vm < vmin ? vm : vmin;
+            vmax = vm > vmax ? vm : vmax;
+            const d4 d = vm - K;
+            s1 += d;
+            s2 += d * d;
+            l4 idx;
+            if (MODE == kr::HIST_LOG2) {
+                l4 mag = (ab >> 52) - (1023 + kr::LOG2_EMIN);
+                const l4 tiny = mag < 0;
+                mag = mag > (kr::N_MAG - 1) ? (l4){} + (kr::N_MAG - 1) : mag;
+                idx = bits < 0 ? (kr::N_MAG - 1) - mag : (kr::N_MAG + 1) + mag;
+                idx = tiny ? (l4){} + kr::N_MAG : idx;
+            } else {
+                d4 t = (v - lo) * scale;
+                t = t < 0.0 ? 0.0 : t;
+                t = t > nm1 ? nm1 : t;
+                idx = __builtin_convertvector(t, l4);
+            }
+            idx = fin ? idx : (l4){} + trash;
+            scatter4(hs, idx);
+        }
+        const int64_t padded = nv * 4 - m;
+        const int64_t nnan = hsum(cnan) - padded, ninf = hsum(cinf);
+        const int64_t nb = m - nnan - ninf;
+        acc.nan += nnan; acc.inf += ninf; acc.zeros += hsum(czero); acc.sat += hsum(csat);
+        if (nb > 0) {
+            const double S1 = hsum(s1), S2 = hsum(s2);
+            const double mean_b = K + S1 / double(nb);
+            double m2_b = S2 - S1 * (S1 / double(nb));
+            m2_b = m2_b > 0 ? m2_b : 0;
+            double mn = vmin[0], mx = vmax[0];
+            for (int k = 1; k < 4; ++k) { mn = vmin[k] < mn ? vmin[k] : mn; mx = vmax[k] > mx ? vmax[k] : mx; }
+            if (mn < acc.mn) acc.mn = mn;
+            if (mx > acc.mx) acc.mx = mx;
+            chan_add(acc, nb, mean_b, m2_b);
+            K = mean_b < mn ? mn : (mean_b > mx ? mx : mean_b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sum of squares / scale
+inline double sumsq_f32_impl(const float* x, int64_t n) {
+    d4 a = {}, b = {}, c = {}, d = {};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const f8 v = loadu<f8>(x + i), w = loadu<f8>(x + i + 8);
+        const d4 v0 = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), d4);
+        const d4 v1 = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), d4);
+        const d4 w0 = __builtin_convertvector(__builtin_shufflevector(w, w, 0, 1, 2, 3), d4);
+        const d4 w1 = __builtin_convertvector(__builtin_shufflevector(w, w, 4, 5, 6, 7), d4);
+        a += v0 * v0; b += v1 * v1; c += w0 * w0; d += w1 * w1;
+    }
+    double s = hsum(a) + hsum(b) + hsum(c) + hsum(d);
+    for (; i < n; ++i) s += double(x[i]) * double(x[i]);
+    return s;
+}
+
+inline double sumsq_f64_impl(const double* x, int64_t n) {
+    d4 a = {}, b = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const d4 v = loadu<d4>(x + i), w = loadu<d4>(x + i + 4);
+        a += v * v; b += w * w;
+    }
+    double s = hsum(a) + hsum(b);
+    for (; i < n; ++i) s += x[i] * x[i];
+    return s;
+}
+
+inline void scale_f32_impl(float* x, int64_t n, float c) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 v = loadu<f8>(x + i) * c;
+        __builtin_memcpy(x + i, &v, sizeof(v));
+    }
+    for (; i < n; ++i) x[i] *= c;
+}
+
+inline void scale_f64_impl(double* x, int64_t n, double c) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        d4 v = loadu<d4>(x + i) * c;
+        __builtin_memcpy(x + i, &v, sizeof(v));
+    }
+    for (; i < n; ++i) x[i] *= c;
+}
+
+inline void widen(const uint16_t* src, float* dst, int64_t n, int dtype) {
+    if (dtype == kr::BF16) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = kr::u2f(uint32_t(src[i]) << 16);
+    } else {
+        for (int64_t i = 0; i < n; ++i) dst[i] = kr::f16_to_f32(src[i]);
+    }
+}
+
+}  // namespace
+
+namespace KR_SIMD_NS {
+
+void stats_block(const kr::TensorRef& t, int64_t begin, int64_t end, double sat, kr::HistSink& hs,
+                 kr::BlockStats& acc) {
+    const int64_t n = end - begin;
+    if (n <= 0) return;
+    if (t.dtype == kr::F64) {
+        const double* x = static_cast<const double*>(t.ptr) + begin;
+        if (hs.mode == kr::HIST_LOG2) stats_f64_impl<kr::HIST_LOG2>(x, n, sat, hs, acc);
+        else stats_f64_impl<kr::HIST_UNIFORM>(x, n, sat, hs, acc);
+        return;
+    }
+    const float satf = kr::sat_threshold_f32(sat);
+    if (t.dtype == kr::F32) {
+        const float* x = static_cast<const float*>(t.ptr) + begin;
+        if (hs.mode == kr::HIST_LOG2) stats_f32_impl<kr::HIST_LOG2>(x, n, satf, hs, acc);
+        else stats_f32_impl<kr::HIST_UNIFORM>(x, n, satf, hs, acc);
+        return;
+    }
+    // half types: widen a slab into float32 (exact), then the float32 loop
+    alignas(32) float buf[4 * SUB];
+    const uint16_t* src = static_cast<const uint16_t*>(t.ptr) + begin;
+    for (int64_t b = 0; b < n; b += 4 * SUB) {
+        const int64_t m = (n - b < 4 * SUB) ? (n - b) : 4 * SUB;
+        widen(src + b, buf, m, t.dtype);
+        if (hs.mode == kr::HIST_LOG2) stats_f32_impl<kr::HIST_LOG2>(buf, m, satf, hs, acc);
+        else stats_f32_impl<kr::HIST_UNIFORM>(buf, m, satf, hs, acc);
+    }
+}
+
+double sumsq_block(const kr::TensorRef& t, int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    if (n <= 0) return 0.0;
+    if (t.dtype == kr::F32) return sumsq_f32_impl(static_cast<const float*>(t.ptr) + begin, n);
+    if (t.dtype == kr::F64) return sumsq_f64_impl(static_cast<const double*>(t.ptr) + begin, n);
+    alignas(32) float buf[4 * SUB];
+    const uint16_t* src = static_cast<const uint16_t*>(t.ptr) + begin;
+    double s = 0.0;
+    for (int64_t b = 0; b < n; b += 4 * SUB) {
+        const int64_t m = (n - b < 4 * SUB) ? (n - b) : 4 * SUB;
+        widen(src + b, buf, m, t.dtype);
+        s += sumsq_f32_impl(buf, m);
+    }
+    return s;
+}
+
+void scale_block(const kr::TensorRef& t, int64_t begin, int64_t end, double coef) {
+    const int64_t n = end - begin;
+    if (n <= 0) return;
+    void* base = const_cast<void*>(t.ptr);
+    if (t.dtype == kr::F64) { scale_f64_impl(static_cast<double*>(base) + begin, n, coef); return; }
+    const float c = float(coef);
+    if (t.dtype == kr::F32) { scale_f32_impl(static_cast<float*>(base) + begin, n, c); return; }
+    uint16_t* x = static_cast<uint16_t*>(base) + begin;
+    if (t.dtype == kr::BF16) {
+        for (int64_t i = 0; i < n; ++i) x[i] = kr::f32_to_bf16(kr::u2f(uint32_t(x[i]) << 16) * c);
+    } else {
+        for (int64_t i = 0; i < n; ++i) x[i] = kr::f32_to_f16(kr::f16_to_f32(x[i]) * c);
+    }
+}
+
+}  // namespace KR_SIMD_NS

@@ -1,0 +1,328 @@
+// Activation statistics of many tensors in ONE launch, one read of the data:
+//   every block takes one tile of one tensor (device-side tensor table); each thread keeps
+//   shifted float64 sums (shift = its first finite value) -> (n, mean, M2), combined across the
+//   warp and the block with Chan's formula; counters and min/max alongside; the histogram in
+//   shared memory (warp-aggregated atomics), flushed to the tensor's global histogram.
+//   The last block to finish combines each tensor's block partials in block order (Chan,
+//   deterministic) and writes the per-tensor rows; the host copies them back.
+#include <cmath>
+
+#include "cuda/common.cuh"
+
+namespace kr {
+namespace gpu {
+
+constexpr int SHARED_HIST_MAX = 8192;  // larger histograms count straight into global memory
+
+struct Part {
+    double n, mean, m2, mn, mx;
+    unsigned long long zeros, sat, nan, inf;
+};
+
+struct StatsHeader {
+    unsigned int done;
+    unsigned int pad;
+    long long nblocks;
+    long long tile;
+    double sat;
+    double lo, scale;
+    int mode, nbins;
+};
+
+__device__ __forceinline__ void chan(double& n, double& mean, double& m2, double nb, double meanb, double m2b) {
+    if (nb == 0.0) return;
+    if (n == 0.0) { n = nb; mean = meanb; m2 = m2b; return; }
+    const double tot = n + nb, d = meanb - mean;
+    mean += d * (nb / tot);
+    m2 += m2b + d * d * (n * nb / tot);
+    n = tot;
+}
+
+__device__ __forceinline__ void combine(Part& a, const Part& b) {
+    chan(a.n, a.mean, a.m2, b.n, b.mean, b.m2);
+    a.mn = fmin(a.mn, b.mn);
+    a.mx = fmax(a.mx, b.mx);
+    a.zeros += b.zeros; a.sat += b.sat; a.nan += b.nan; a.inf += b.inf;
+}
+
+__device__ __forceinline__ Part shfl_part(const Part& p, int o) {
+    Part q;
+    q.n = __shfl_down_sync(0xffffffffu, p.n, o);
+    q.mean = __shfl_down_sync(0xffffffffu, p.mean, o);
+    q.m2 = __shfl_down_sync(0xffffffffu, p.m2, o);
+    q.mn = __shfl_down_sync(0xffffffffu, p.mn, o);
+    q.mx = __shfl_down_sync(0xffffffffu, p.mx, o);
+    q.zeros = __shfl_down_sync(0xffffffffu, p.zeros, o);
+    q.sat = __shfl_down_sync(0xffffffffu, p.sat, o);
+    q.nan = __shfl_down_sync(0xffffffffu, p.nan, o);
+    q.inf = __shfl_down_sync(0xffffffffu, p.inf, o);
+    return q;
+}
+
+// Fixed-order block reduction (warp trees, then warps in order); result valid in thread 0.
+__device__ Part block_combine(Part p, Part* sh) {
+    for (int o = 16; o > 0; o >>= 1) {
+        Part q = shfl_part(p, o);
+        if ((threadIdx.x & 31) + o < 32) combine(p, q);
+    }
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = p;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int w = 1; w < WARPS; ++w) combine(p, sh[w]);
+    __syncthreads();
+    return p;
+}
+
+__device__ __forceinline__ Part empty_part() {
+    Part p;
+    p.n = 0; p.mean = 0; p.m2 = 0; p.mn = INFINITY; p.mx = -INFINITY;
+    p.zeros = p.sat = p.nan = p.inf = 0;
+    return p;
+}
+
+__device__ __forceinline__ int log2_bin(int biased_exp, int bias, bool neg) {
+    int mag = biased_exp - (bias + LOG2_EMIN);
+    if (mag < 0) return N_MAG;
+    if (mag > N_MAG - 1) mag = N_MAG - 1;
+    return neg ? (N_MAG - 1) - mag : (N_MAG + 1) + mag;
+}
+
+__device__ __forceinline__ void hist_add(unsigned int* sh, unsigned long long* gl, int bin) {
+    const unsigned active = __activemask();
+    const unsigned peers = __match_any_sync(active, bin);
+    if ((threadIdx.x & 31) == __ffs(peers) - 1 && bin >= 0) {
+        if (sh) atomicAdd(sh + bin, __popc(peers));
+        else atomicAdd(gl + bin, (unsigned long long)__popc(peers));
+    }
+}
+
+struct Acc {
+    double K, s1, s2;
+    long long n;
+    double mn, mx;
+    unsigned long long zeros, sat, nan, inf;
+};
+
+template <class T>
+__device__ __forceinline__ void visit(Acc& a, T raw, const StatsHeader& h, float satf, unsigned int* sh,
+                                      unsigned long long* gl) {
+    const float v = to_f(raw);
+    const unsigned u = __float_as_uint(v);
+    const unsigned ab = u & 0x7fffffffu;
+    int bin = -1;
+    if (ab < 0x7f800000u) {
+        if (a.n == 0) a.K = v;
+        const double d = double(v) - a.K;
+        a.s1 += d; a.s2 += d * d; ++a.n;
+        a.mn = fmin(a.mn, double(v)); a.mx = fmax(a.mx, double(v));
+        a.zeros += (ab == 0u);
+        a.sat += (__uint_as_float(ab) >= satf);
+        if (h.mode == HIST_LOG2) {
+            bin = log2_bin(int(ab >> 23), 127, (u >> 31) != 0u);
+        } else {
+            double t = (double(v) - h.lo) * h.scale;
+            t = t < 0.0 ? 0.0 : (t > double(h.nbins - 1) ? double(h.nbins - 1) : t);
+            bin = int(t);
+        }
+    } else if (ab == 0x7f800000u) {
+        ++a.inf;
+    } else {
+        ++a.nan;
+    }
+    hist_add(sh, gl, bin);
+}
+
+__device__ __forceinline__ void visit(Acc& a, double v, const StatsHeader& h, float, unsigned int* sh,
+                                      unsigned long long* gl) {
+    const unsigned long long u = (unsigned long long)__double_as_longlong(v);
+    const unsigned long long ab = u & 0x7fffffffffffffffULL;
+    int bin = -1;
+    if (ab < 0x7ff0000000000000ULL) {
+        if (a.n == 0) a.K = v;
+        const double d = v - a.K;
+        a.s1 += d; a.s2 += d * d; ++a.n;
+        a.mn = fmin(a.mn, v); a.mx = fmax(a.mx, v);
+        a.zeros += (ab == 0ULL);
+        a.sat += (fabs(v) >= h.sat);
+        if (h.mode == HIST_LOG2) {
+            bin = log2_bin(int(ab >> 52), 1023, (u >> 63) != 0ULL);
+        } else {
+            double t = (v - h.lo) * h.scale;
+            t = t < 0.0 ? 0.0 : (t > double(h.nbins - 1) ? double(h.nbins - 1) : t);
+            bin = int(t);
+        }
+    } else if (ab == 0x7ff0000000000000ULL) {
+        ++a.inf;
+    } else {
+        ++a.nan;
+    }
+    hist_add(sh, gl, bin);
+}
+
+template <class T>
+__device__ void tile_stats(Acc& a, const T* x, long long b, long long e, const StatsHeader& h, float satf,
+                           unsigned int* sh, unsigned long long* gl) {
+    long long i = b + threadIdx.x;
+    for (; i + 3 * THREADS < e; i += 4 * THREADS) {  // four loads in flight per thread
+        const T v0 = x[i], v1 = x[i + THREADS], v2 = x[i + 2 * THREADS], v3 = x[i + 3 * THREADS];
+        visit(a, v0, h, satf, sh, gl); visit(a, v1, h, satf, sh, gl);
+        visit(a, v2, h, satf, sh, gl); visit(a, v3, h, satf, sh, gl);
+    }
+    for (; i < e; i += THREADS) visit(a, x[i], h, satf, sh, gl);
+}
+
+__global__ void __launch_bounds__(THREADS) stats_kernel(StatsHeader* hdr, const DevTensor* tab, int ntab, Part* parts,
+                                                        double* out_dbl, unsigned long long* out_cnt,
+                                                        unsigned long long* out_hist, float satf) {
+    extern __shared__ unsigned int sh_hist[];
+    __shared__ Part sh[WARPS];
+    __shared__ bool last;
+    const StatsHeader h = *hdr;
+    const long long blk = blockIdx.x;
+    const bool use_shared = h.nbins <= SHARED_HIST_MAX;
+    if (use_shared)
+        for (int i = threadIdx.x; i < h.nbins; i += THREADS) sh_hist[i] = 0u;
+    __syncthreads();
+    Acc a{0.0, 0.0, 0.0, 0, INFINITY, -INFINITY, 0, 0, 0, 0};
+    int ti = -1;
+    if (blk < h.nblocks && ntab > 0) {
+        ti = find_tensor(tab, ntab, blk);
+        const DevTensor t = tab[ti];
+        const long long b = (blk - t.first_block) * h.tile;
+        const long long e = (b + h.tile < t.numel) ? b + h.tile : t.numel;
+        unsigned long long* gl = out_hist + (long long)ti * h.nbins;
+        unsigned int* shp = use_shared ? sh_hist : nullptr;
+        switch (t.dtype) {
+            case F32: tile_stats(a, static_cast<const float*>(t.ptr), b, e, h, satf, shp, gl); break;
+            case F64: tile_stats(a, static_cast<const double*>(t.ptr), b, e, h, satf, shp, gl); break;
+            case F16: tile_stats(a, static_cast<const __half*>(t.ptr), b, e, h, satf, shp, gl); break;
+            default: tile_stats(a, static_cast<const __nv_bfloat16*>(t.ptr), b, e, h, satf, shp, gl); break;
+        }
+    }
+    Part p = empty_part();
+    if (a.n > 0) {
+        const double n = double(a.n);
+        p.n = n;
+        p.mean = a.K + a.s1 / n;
+        p.m2 = fmax(a.s2 - a.s1 * (a.s1 / n), 0.0);
+        p.mn = a.mn; p.mx = a.mx;
+    }
+    p.zeros = a.zeros; p.sat = a.sat; p.nan = a.nan; p.inf = a.inf;
+    p = block_combine(p, sh);
+    if (use_shared && ti >= 0) {
+        unsigned long long* gl = out_hist + (long long)ti * h.nbins;
+        for (int i = threadIdx.x; i < h.nbins; i += THREADS)
+            if (sh_hist[i]) atomicAdd(gl + i, (unsigned long long)sh_hist[i]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        parts[blk] = p;
+        __threadfence();
+        last = atomicAdd(&hdr->done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // Final: each tensor's partials in block order. One-block tensors: a thread each; others:
+    // the whole block (thread-strided, then the fixed-order block reduction).
+    volatile Part* vparts = parts;
+    for (int t = threadIdx.x; t < ntab; t += THREADS) {
+        const DevTensor r = tab[t];
+        if (r.nblocks > 1) continue;
+        Part q = empty_part();
+        if (r.nblocks == 1) {
+            q.n = vparts[r.first_block].n; q.mean = vparts[r.first_block].mean; q.m2 = vparts[r.first_block].m2;
+            q.mn = vparts[r.first_block].mn; q.mx = vparts[r.first_block].mx;
+            q.zeros = vparts[r.first_block].zeros; q.sat = vparts[r.first_block].sat;
+            q.nan = vparts[r.first_block].nan; q.inf = vparts[r.first_block].inf;
+        }
+        double* d = out_dbl + 4LL * t;
+        unsigned long long* c = out_cnt + 6LL * t;
+        d[0] = q.n > 0 ? q.mean : NAN; d[1] = q.n > 0 ? q.m2 / q.n : NAN;
+        d[2] = q.n > 0 ? q.mn : NAN; d[3] = q.n > 0 ? q.mx : NAN;
+        c[0] = (unsigned long long)r.numel; c[1] = (unsigned long long)q.n; c[2] = q.zeros; c[3] = q.sat;
+        c[4] = q.nan; c[5] = q.inf;
+    }
+    for (int t = 0; t < ntab; ++t) {
+        const DevTensor r = tab[t];
+        if (r.nblocks <= 1) continue;
+        Part q = empty_part();
+        for (long long i = threadIdx.x; i < r.nblocks; i += THREADS) {
+            Part pi;
+            const long long k = r.first_block + i;
+            pi.n = vparts[k].n; pi.mean = vparts[k].mean; pi.m2 = vparts[k].m2; pi.mn = vparts[k].mn;
+            pi.mx = vparts[k].mx; pi.zeros = vparts[k].zeros; pi.sat = vparts[k].sat; pi.nan = vparts[k].nan;
+            pi.inf = vparts[k].inf;
+            combine(q, pi);
+        }
+        q = block_combine(q, sh);
+        if (threadIdx.x == 0) {
+            double* d = out_dbl + 4LL * t;
+            unsigned long long* c = out_cnt + 6LL * t;
+            d[0] = q.n > 0 ? q.mean : NAN; d[1] = q.n > 0 ? q.m2 / q.n : NAN;
+            d[2] = q.n > 0 ? q.mn : NAN; d[3] = q.n > 0 ? q.mx : NAN;
+            c[0] = (unsigned long long)r.numel; c[1] = (unsigned long long)q.n; c[2] = q.zeros; c[3] = q.sat;
+            c[4] = q.nan; c[5] = q.inf;
+        }
+    }
+}
+
+static float sat_f32(double s) {
+    float f = float(s);
+    if (double(f) < s) f = std::nextafter(f, INFINITY);
+    return f;
+}
+
+void stats_many(const std::vector<TensorRef>& ts, int device, uintptr_t stream_handle, double saturation,
+                const HistParams& hp, double* dbl, int64_t* cnt, int64_t* hist) {
+    DeviceGuard guard(device);
+    cudaStream_t s = reinterpret_cast<cudaStream_t>(stream_handle);
+    const size_t n = ts.size();
+    long long total = 0;
+    for (const auto& t : ts) total += t.numel;
+    if (n == 0) return;
+    // tile: at least 8192 elements, and about 1024 blocks for a large call
+    long long tile = (total + 1023) / 1024;
+    tile = tile < 8192 ? 8192 : ((tile + 2047) / 2048) * 2048;
+    std::vector<DevTensor> rows;
+    const long long nblocks = plan_blocks(ts, tile, rows);
+    if (nblocks == 0) {  // every tensor empty
+        for (size_t t = 0; t < n; ++t) {
+            for (int k = 0; k < N_DBL; ++k) dbl[t * N_DBL + k] = NAN;
+            for (int k = 0; k < N_CNT; ++k) cnt[t * N_CNT + k] = 0;
+            for (int k = 0; k < hp.nbins; ++k) hist[t * hp.nbins + k] = 0;
+        }
+        return;
+    }
+    if (nblocks > 0x7fffffffLL) throw std::runtime_error("kerasrecipe CUDA: too many blocks");
+    const size_t off_tab = align16(sizeof(StatsHeader));
+    const size_t off_parts = off_tab + align16(n * sizeof(DevTensor));
+    const size_t off_dbl = off_parts + align16(size_t(nblocks) * sizeof(Part));
+    const size_t off_cnt = off_dbl + align16(n * N_DBL * sizeof(double));
+    const size_t off_hist = off_cnt + align16(n * N_CNT * sizeof(unsigned long long));
+    const size_t bytes = off_hist + n * size_t(hp.nbins) * sizeof(unsigned long long);
+    std::vector<unsigned char> host(off_parts, 0);
+    StatsHeader h{0u, 0u, nblocks, tile, saturation, hp.lo, hp.scale, hp.mode, hp.nbins};
+    std::memcpy(host.data(), &h, sizeof(h));
+    std::memcpy(host.data() + off_tab, rows.data(), n * sizeof(DevTensor));
+    unsigned char* ws = static_cast<unsigned char*>(stream_alloc(bytes, s));
+    check(cudaMemcpyAsync(ws, host.data(), off_parts, cudaMemcpyHostToDevice, s), "copy tensor table");
+    check(cudaMemsetAsync(ws + off_hist, 0, bytes - off_hist, s), "clear histogram");
+    const size_t shmem = hp.nbins <= SHARED_HIST_MAX ? size_t(hp.nbins) * sizeof(unsigned int) : 0;
+    stats_kernel<<<unsigned(nblocks), THREADS, shmem, s>>>(
+        reinterpret_cast<StatsHeader*>(ws), reinterpret_cast<const DevTensor*>(ws + off_tab), int(n),
+        reinterpret_cast<Part*>(ws + off_parts), reinterpret_cast<double*>(ws + off_dbl),
+        reinterpret_cast<unsigned long long*>(ws + off_cnt), reinterpret_cast<unsigned long long*>(ws + off_hist),
+        sat_f32(saturation));
+    check(cudaGetLastError(), "stats_kernel launch");
+    check(cudaMemcpyAsync(dbl, ws + off_dbl, n * N_DBL * sizeof(double), cudaMemcpyDeviceToHost, s), "copy results");
+    check(cudaMemcpyAsync(cnt, ws + off_cnt, n * N_CNT * sizeof(int64_t), cudaMemcpyDeviceToHost, s), "copy counts");
+    check(cudaMemcpyAsync(hist, ws + off_hist, n * size_t(hp.nbins) * sizeof(int64_t), cudaMemcpyDeviceToHost, s),
+          "copy histogram");
+    stream_free(ws, s);
+    check(cudaStreamSynchronize(s), "stream synchronize");
+}
+
+}  // namespace gpu
+}  // namespace kr
