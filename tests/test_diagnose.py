@@ -308,7 +308,7 @@ def test_oscillating_epoch_losses_without_batches():
 
 def test_slow_convergence_linear_decrease():
     tr = [2.30 - 0.02 * i for i in range(8)]
-    fs = diagnose_run(make_log(tr, [t + 0.01 for t in tr], layer_fn=lambda e, p, i, a: {"update_ratio": 2e-4}))
+    fs = diagnose_run(make_log(tr, [t + 0.01 for t in tr], layer_fn=lambda e, p, i, a: {"update_ratio": 5e-5}))
     f = [f for f in fs if f.tag == "slow_convergence"][0]
     assert f.evidence["halving_epochs"] > 10
 
@@ -483,3 +483,20 @@ def test_imbalanced_prior_from_class_counts():
     h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     assert prior_loss([{"kind": "meta", "loss": "binary_crossentropy", "class_counts": [900, 100]}])[0] == \
         pytest.approx(h)
+
+
+def test_barely_moving_loss_is_not_slow_convergence():
+    tr = [2.3027, 2.3024, 2.3023, 2.3022, 2.3020, 2.3019]
+    assert "slow_convergence" not in tags(diagnose_run(make_log(tr, None)))
+
+
+def test_slow_but_healthy_steps_is_a_hard_problem_not_slow_convergence():
+    tr = [2.30 - 0.02 * i for i in range(8)]
+    assert "slow_convergence" not in tags(diagnose_run(make_log(tr, [t + 0.01 for t in tr])))  # ratio 2e-3
+
+
+def test_val_variant_needs_train_below_the_prior():
+    h = -(0.98 * math.log(0.98) + 0.02 * math.log(0.02))
+    fs = diagnose_run(make_log([0.72, 0.67, 0.63, 0.60, 0.58], [0.78, 0.70, 0.66, 0.64, 0.60], loss="binary_crossentropy",
+                               acts=("relu", "sigmoid"), num_classes=1, meta_extra={"class_counts": [980, 20]}))
+    assert h < 0.1 and "stuck_at_prior" not in tags(fs)
