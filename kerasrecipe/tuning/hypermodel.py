@@ -1,0 +1,257 @@
+"""RecipeHyperModel: your architecture (build_fn(hp)) plus the recipe's training hyperparameters."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import keras
+import keras_tuner
+
+from kerasrecipe.config import RecipeConfig, resolve_config
+from kerasrecipe.errors import ConfigError, InputTypeError
+from kerasrecipe.tuning import space
+
+
+def _from_config(config: RecipeConfig, steps_per_epoch: Optional[int] = None, epochs: Optional[int] = None):
+    """The recipe's optimizer for a config, from engineer L's `kerasrecipe.optimizers.from_config`.
+
+    Schedules that need the length of training (cosine, one-cycle...) get `steps_per_epoch` and
+    `epochs` when `from_config` accepts them."""
+    from kerasrecipe import optimizers
+
+    fn = getattr(optimizers, "from_config", None)
+    if fn is None:  # TEMPORARY until engineer L's from_config lands (then this branch goes)
+        lr = config.learning_rate
+        if config.optimizer == "sgd":
+            return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov,
+                                        weight_decay=config.weight_decay or None)
+        return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}
+    kw = {}
+    if steps_per_epoch is not None and "steps_per_epoch" in params:
+        kw["steps_per_epoch"] = int(steps_per_epoch)
+    if epochs is not None and "epochs" in params:
+        kw["epochs"] = int(epochs)
+    return fn(config, **kw)
+
+
+def _accepts_schedule_length() -> bool:
+    from kerasrecipe import optimizers
+
+    try:
+        return "steps_per_epoch" in inspect.signature(getattr(optimizers, "from_config")).parameters
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover
+        return False
+
+
+def trial_callbacks(config: RecipeConfig) -> list:
+    """The recipe's callbacks for one search trial, light enough to run hundreds of times:
+    NaN stop (G2), early stopping on the monitored metric with the best weights restored (F2),
+    and LR halving on plateau when the schedule is "plateau" (D3)."""
+    from kerasrecipe.callbacks import ReduceLROnPlateauAny
+
+    cbs = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(
+            monitor=config.monitor,
+            patience=config.early_stopping_patience,
+            restore_best_weights=config.restore_best_weights,
+        ),
+    ]
+    if config.schedule == "plateau":
+        cbs.append(
+            ReduceLROnPlateauAny(
+                monitor=config.monitor,
+                factor=config.plateau_factor,
+                patience=config.plateau_patience,
+                min_lr=config.min_lr,
+            )
+        )
+    return cbs
+
+
+def _n_samples(x) -> Optional[int]:
+    if isinstance(x, Mapping):
+        x = next(iter(x.values()), None)
+    elif isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape"):
+        x = x[0]
+    shape = getattr(x, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else None
+
+
+class RecipeHyperModel(keras_tuner.HyperModel):
+    """A keras-tuner HyperModel: `build_fn(hp)` defines the architecture, the recipe adds the
+    training hyperparameters with the catalog's ranges (tips D1, D5, D6, D10, E5, D3, H2).
+
+    Each recipe parameter is searched (listed in `search`), fixed (`fixed={...}`) or left out (it
+    keeps the `config` value); either way it is declared on `hp` (searched ones with their range,
+    the others `hp.Fixed`), so every trial records its whole training configuration and
+    `build_fn` can read `hp.get("dropout")`. The model is compiled with the recipe's optimizer
+    (`kerasrecipe.optimizers.from_config`) and trained with the recipe's trial callbacks
+    (early stopping with best weights, NaN stop, plateau halving).
+
+    Args:
+        build_fn: `build_fn(hp) -> keras.Model`. Compiled (its loss and metrics are kept, the
+            optimizer is replaced by the recipe's) or not (then pass `loss`).
+        config: base `RecipeConfig` (or dict); values of parameters not searched come from it.
+        search: which of `("lr", "optimizer", "batch_size", "weight_decay", "dropout",
+            "schedule")` to search. "learning_rate" is accepted for "lr".
+        fixed: dict parameter -> value, fixed for every trial.
+        ranges: dict parameter -> range replacing the catalog's (`space.DEFAULT_RANGES`):
+            `(min, max)` for lr/weight_decay (log-uniform) and dropout, a list for choices.
+        loss, metrics: used to compile when `build_fn` returns an uncompiled model (or to
+            override its loss/metrics).
+        epochs: epochs per trial (default `config.epochs`; early stopping ends most trials).
+        callbacks: `callbacks(config) -> list` of Keras callbacks per trial (default:
+            `trial_callbacks`). E.g. `lambda c: kerasrecipe.default(c, checkpoint="none")` for the
+            full recipe.
+        fit_verbose: verbosity of `model.fit` inside trials.
+        arch_fixed: dict of build_fn's own hyperparameters to hold fixed (declared `hp.Fixed`
+            before build_fn runs). The search's LR stages use it to search the LR alone.
+
+    Example:
+        def build(hp):
+            m = keras.Sequential([keras.Input((64,)),
+                                  keras.layers.Dense(hp.Choice("units", [32, 64]), activation="relu"),
+                                  keras.layers.Dropout(hp.get("dropout")),
+                                  keras.layers.Dense(10, activation="softmax")])
+            m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            return m
+        hm = RecipeHyperModel(build, search=("lr", "batch_size"), fixed={"optimizer": "adam"})
+        tuner = keras_tuner.RandomSearch(hm, objective="val_loss", max_trials=10)
+    """
+
+    def __init__(
+        self,
+        build_fn: Callable,
+        *,
+        config: Optional[RecipeConfig] = None,
+        search: Iterable[str] = space.PARAMS,
+        fixed: Optional[Mapping[str, Any]] = None,
+        ranges: Optional[Mapping[str, Any]] = None,
+        loss=None,
+        metrics=None,
+        epochs: Optional[int] = None,
+        callbacks: Optional[Callable] = None,
+        fit_verbose: int = 0,
+        arch_fixed: Optional[Mapping[str, Any]] = None,
+        name: Optional[str] = None,
+        tunable: bool = True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        if not callable(build_fn):
+            raise InputTypeError(f"build_fn must be callable as build_fn(hp) -> keras.Model, got {build_fn!r}")
+        self.build_fn = build_fn
+        self.config = resolve_config(config)
+        self.search = space.normalize_search(search)
+        self.fixed = space.normalize_fixed(fixed)
+        both = sorted(set(self.search) & set(self.fixed))
+        if both:
+            raise ConfigError(f"{both} are both searched and fixed: remove them from search or from fixed")
+        self.ranges = space.normalize_ranges(ranges)
+        self.loss = loss
+        self.metrics = metrics
+        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
+            raise ConfigError(f"epochs={epochs!r} is invalid: expected an integer > 0")
+        self.epochs = epochs
+        if callbacks is not None and not callable(callbacks):
+            raise InputTypeError("callbacks must be a function config -> list of callbacks")
+        self.callbacks = callbacks or trial_callbacks
+        self.fit_verbose = fit_verbose
+        self.arch_fixed = dict(arch_fixed or {})
+        clash = sorted(set(self.arch_fixed) & set(space.HP_NAMES.values()))
+        if clash:
+            raise ConfigError(f"arch_fixed names {clash} are recipe parameters: use fixed= for them")
+        self._build_args = dict(
+            config=config, loss=loss, metrics=metrics, epochs=epochs, callbacks=callbacks,
+            fit_verbose=fit_verbose,
+        )
+
+    # ------------------------------------------------------------------ space
+    def derive(self, *, search=None, fixed=None, ranges=None, arch_fixed=None) -> "RecipeHyperModel":
+        """A copy with another search list / fixed values / ranges (used by the search stages)."""
+        return RecipeHyperModel(
+            self.build_fn,
+            search=self.search if search is None else search,
+            fixed=self.fixed if fixed is None else fixed,
+            ranges=self.ranges if ranges is None else ranges,
+            arch_fixed=self.arch_fixed if arch_fixed is None else arch_fixed,
+            **self._build_args,
+        )
+
+    def arch_defaults(self) -> dict:
+        """Default values of build_fn's own hyperparameters (one build, no training)."""
+        hp = keras_tuner.HyperParameters()
+        self.declare(hp)
+        recipe = set(space.HP_NAMES.values()) | set(self.arch_fixed)
+        self.build_fn(hp)
+        keras.utils.clear_session()
+        return {k: v for k, v in hp.values.items() if k not in recipe}
+
+    def declare(self, hp) -> dict:
+        """Declare the recipe's training hyperparameters on `hp`; returns {name: value}."""
+        base = space.base_values(self.config, self.fixed)
+        values = {
+            name: space.declare(hp, name, self.ranges[name], fixed=base[name], searched=name in self.search)
+            for name in space.PARAMS
+        }
+        for name, value in self.arch_fixed.items():
+            hp.Fixed(name, value)
+        return values
+
+    def declare_hyperparameters(self, hp):
+        self.declare(hp)
+
+    def config_for(self, hp) -> RecipeConfig:
+        """The RecipeConfig a trial trains with (recipe parameters applied, architecture values in
+        `extra["hp"]`)."""
+        self.declare(hp)
+        return space.config_from_values(self.config, dict(hp.values))
+
+    # ------------------------------------------------------------------ build / fit
+    def build(self, hp):
+        values = self.declare(hp)
+        model = self.build_fn(hp)
+        if not isinstance(model, keras.Model):
+            raise InputTypeError(f"build_fn(hp) must return a keras.Model, got {type(model).__name__}")
+        self._compile(model, space.config_from_values(self.config, dict(hp.values)), values)
+        return model
+
+    def _compile(self, model, config, values=None, steps_per_epoch=None, epochs=None):
+        kwargs = {}
+        if getattr(model, "compiled", False) and hasattr(model, "_compile_config"):
+            kwargs = dict(model._compile_config.config)
+        if self.loss is not None:
+            kwargs["loss"] = self.loss
+        if self.metrics is not None:
+            kwargs["metrics"] = self.metrics
+        if kwargs.get("loss") is None:
+            raise ConfigError(
+                "build_fn returned a model without a loss: compile it in build_fn "
+                "(model.compile(loss=..., metrics=[...]); the recipe replaces the optimizer) "
+                "or pass loss= to RecipeHyperModel / search."
+            )
+        kwargs["optimizer"] = _from_config(config, steps_per_epoch, epochs)
+        model.compile(**kwargs)
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        """Train one trial: batch size and epochs from the trial's config, the recipe's callbacks
+        first, then those keras-tuner passes (its own bookkeeping)."""
+        config = self.config_for(hp)
+        kwargs.setdefault("batch_size", config.batch_size)
+        if "tuner/epochs" in hp.values:  # Hyperband decides the epochs
+            kwargs["epochs"] = int(hp.values["tuner/epochs"])
+        else:
+            kwargs.setdefault("epochs", self.epochs or config.epochs)
+        kwargs.setdefault("verbose", self.fit_verbose)
+        if config.schedule not in ("plateau", "constant") and _accepts_schedule_length():
+            x = args[0] if args else kwargs.get("x")
+            n = _n_samples(x)
+            if n:
+                steps = -(-n // kwargs["batch_size"])
+                self._compile(model, config, steps_per_epoch=steps, epochs=kwargs["epochs"])
+        cbs = list(self.callbacks(config)) + list(callbacks or [])
+        return model.fit(*args, callbacks=cbs, **kwargs)
