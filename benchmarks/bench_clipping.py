@@ -1,0 +1,113 @@
+"""What clipping adds to `optimizer.apply` on ResNet-50's gradients (tip D8), torch backend.
+
+    KERAS_BACKEND=torch python benchmarks/bench_clipping.py [--repeats 15] [--device cpu|cuda]
+
+For SGD and Adam it times `optimizer.apply(grads, variables)` three ways on the same gradients:
+no clipping (the anchor), Keras's `global_clipnorm`, and `kerasrecipe.optimizers.clip_global_norm`
+(the fused kernel at Keras's clipping hook). The figure of merit is the time clipping ADDS to
+apply (clipped minus unclipped, medians of the same run), ours vs Keras's; torch's
+`clip_grad_norm_` on the same tensors is shown for reference. Writes the "clipping" section of
+benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--max-norm", type=float, default=1.0)
+    p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    args = p.parse_args(argv)
+
+    import keras
+    import torch
+
+    if keras.backend.backend() != "torch":
+        sys.exit("run with KERAS_BACKEND=torch")
+    from _results import machine, median_time, write_section
+
+    from keras.src.backend.torch.core import get_device
+
+    from kerasrecipe import kernels
+    from kerasrecipe.backend_ops import weight_grads
+    from kerasrecipe.optimizers import clip_global_norm
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+    variables = list(model.trainable_variables)
+    x = np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype("float32")
+    y = np.eye(10, dtype="float32")[[0, 1, 2, 3]]
+    _, grads_np = weight_grads(model, x, y, keras.losses.CategoricalCrossentropy(from_logits=False), training=True)
+    grads_np = [g * 100.0 for g in grads_np]  # make sure clipping is active
+    n_params = sum(g.size for g in grads_np)
+    norm = float(np.sqrt(sum(np.sum(g.astype("float64") ** 2) for g in grads_np)))
+    dev_grads = [torch.as_tensor(g, device=get_device()) for g in grads_np]
+
+    def fresh_grads():
+        return [g.clone() for g in dev_grads]
+
+    def timed_apply(make_opt):
+        opt = make_opt()
+        opt.build(variables)
+        grads = fresh_grads()
+        # ours clips in place: give every call its own copy, and time the copy separately
+        return median_time(lambda: opt.apply([g.clone() for g in grads], variables), repeats=args.repeats, sync=sync)
+
+    copy_t = median_time(lambda: [g.clone() for g in dev_grads], repeats=args.repeats, sync=sync)
+    rows = []
+    for name, cls, kw in (("SGD", keras.optimizers.SGD, {"learning_rate": 1e-6}),
+                          ("Adam", keras.optimizers.Adam, {"learning_rate": 1e-6})):
+        base = timed_apply(lambda: cls(**kw)) - copy_t
+        ker = timed_apply(lambda: cls(global_clipnorm=args.max_norm, **kw)) - copy_t
+        ours = timed_apply(lambda: clip_global_norm(cls(**kw), args.max_norm)) - copy_t
+        rows.append((name, base, ker, ours))
+        print(f"{name}: apply {base * 1e3:.1f} ms, keras global_clipnorm {ker * 1e3:.1f} ms "
+              f"(+{(ker - base) * 1e3:.1f}), ours {ours * 1e3:.1f} ms (+{(ours - base) * 1e3:.1f})", flush=True)
+
+    tg = fresh_grads()
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in tg]
+    for prm, g in zip(params, tg):
+        prm.grad = g
+    torch_t = median_time(lambda: torch.nn.utils.clip_grad_norm_(params, args.max_norm), repeats=args.repeats,
+                          sync=sync)
+    kern_t = median_time(lambda: kernels.clip_by_global_norm(tg, args.max_norm), repeats=args.repeats, sync=sync)
+
+    lines = [
+        f"Machine: {machine()}; torch {torch.__version__}, keras {keras.__version__}, device {device}, "
+        f"threads {torch.get_num_threads()}; kernels path: {kernels.info()['paths']['torch_' + device]}.",
+        f"ResNet-50 (weights=None) gradients: {len(grads_np)} tensors, {n_params / 1e6:.1f} M values, "
+        f"global norm {norm:.3g}, max_norm {args.max_norm:g}. Medians of {args.repeats} calls of "
+        "`optimizer.apply` (the cost of cloning the gradients, which every call gets fresh, subtracted).",
+        "",
+        "| optimizer | apply, no clipping | + Keras `global_clipnorm` | + ours (`clip_global_norm`) | Keras added / ours added |",
+        "|---|---|---|---|---|",
+    ]
+    for name, base, ker, ours in rows:
+        added_k, added_o = ker - base, ours - base
+        ratio = f"{added_k / added_o:.1f}x" if added_o > 0 else "ours adds nothing measurable"
+        lines.append(f"| {name} | {base * 1e3:.1f} ms | +{added_k * 1e3:.1f} ms | +{added_o * 1e3:.1f} ms | {ratio} |")
+    lines += [
+        "",
+        f"Reference on the same tensors: torch `clip_grad_norm_` {torch_t * 1e3:.1f} ms; "
+        f"`kerasrecipe.kernels.clip_by_global_norm` alone {kern_t * 1e3:.1f} ms.",
+        "Target (issue 9): ours adds >= 10x less time than Keras's `global_clipnorm`.",
+    ]
+    body = "## clipping\n\n" + "\n".join(lines) + "\n"
+    print(body)
+    if not args.no_write:
+        write_section("clipping", body)
+
+
+if __name__ == "__main__":
+    main()

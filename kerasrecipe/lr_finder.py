@@ -1,0 +1,490 @@
+"""LR range test (tip D2): sweep the learning rate exponentially over a few hundred steps, watch the
+loss, and pick the rate where it falls fastest. The model and its optimizer are put back exactly as
+they were (bit for bit) afterwards.
+
+    import kerasrecipe as kr
+    res = kr.lr_find(model, x, y)              # model compiled, not necessarily trained
+    res.suggestion                             # steepest descent of the smoothed loss
+    res.suggestions                            # {"steepest", "valley", "min_div10"}
+    res.plot("lr_find.png")
+
+How the suggestion is chosen (all three are in `suggestions`):
+  - "steepest" (the default `suggestion`): where the smoothed loss falls fastest per decade of
+    learning rate, looking only at the part of the curve before its minimum;
+  - "valley": fastai's valley rule: the longest stretch over which the loss keeps falling, and the
+    point halfway along it (usually more conservative than steepest);
+  - "min_div10": the rate of the lowest smoothed loss divided by 10 (the classic rule of thumb).
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from kerasrecipe.errors import ConfigError, DivergenceError, InputTypeError, NotCompiledError
+
+SUGGESTION_METHODS = ("steepest", "valley", "min_div10")
+
+
+# ---------------------------------------------------------------------------- result
+@dataclass
+class LRFindResult:
+    """Outcome of `lr_find`.
+
+    Attributes:
+        lrs: learning rate of each step (the largest group's rate for a MultiOptimizer).
+        losses: raw training loss of each step's batch.
+        smoothed: debiased exponential moving average of `losses` (beta).
+        suggestion: the steepest-descent learning rate (see the module docstring).
+        suggestions: {"steepest", "valley", "min_div10"} -> learning rate (None if not found).
+        stop_reason: "end" (swept to end_lr), "diverged" (smoothed loss > diverge_factor x best)
+            or "nan" (a non-finite loss).
+        beta, diverge_factor: the settings used.
+    """
+
+    lrs: List[float]
+    losses: List[float]
+    smoothed: List[float]
+    suggestion: Optional[float]
+    suggestions: Dict[str, Optional[float]] = field(default_factory=dict)
+    stop_reason: str = "end"
+    beta: float = 0.98
+    diverge_factor: float = 4.0
+
+    @property
+    def min_loss_lr(self) -> Optional[float]:
+        """Learning rate at the lowest smoothed loss."""
+        if not self.smoothed:
+            return None
+        return self.lrs[int(np.nanargmin(self.smoothed))]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def plot(self, path: str, *, show_raw: bool = True) -> str:
+        """Loss against learning rate (log scale) as a PNG, the suggestion marked. Returns `path`."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from kerasrecipe.io import atomic_write_bytes
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        try:
+            if show_raw:
+                ax.plot(self.lrs, self.losses, color="0.75", lw=0.8, label="loss (raw)")
+            ax.plot(self.lrs, self.smoothed, color="C0", lw=1.8, label=f"loss (smoothed, beta={self.beta:g})")
+            marks = {"steepest": ("C3", "o"), "valley": ("C2", "s"), "min_div10": ("C1", "^")}
+            for name, (color, marker) in marks.items():
+                lr = self.suggestions.get(name)
+                if lr is None:
+                    continue
+                i = int(np.argmin(np.abs(np.log(np.asarray(self.lrs)) - math.log(lr))))
+                big = name == "steepest"
+                ax.plot([lr], [self.smoothed[i]], marker=marker, color=color, ms=11 if big else 7, ls="none",
+                        label=f"{name}: {lr:.2e}" + (" (suggestion)" if big else ""))
+                if big:
+                    ax.axvline(lr, color=color, ls="--", lw=1)
+            ax.set_xscale("log")
+            finite = np.asarray([v for v in self.smoothed if np.isfinite(v)])
+            if finite.size:
+                lo, first = float(finite.min()), float(finite[0])
+                top = max(first, lo) + 0.25 * abs(max(first, lo) - lo) + 1e-12
+                ax.set_ylim(lo - 0.1 * (top - lo) - 1e-12, top + 0.5 * (top - lo))
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("training loss")
+            ax.set_title(f"LR range test ({len(self.lrs)} steps, stopped: {self.stop_reason})")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(loc="upper left", fontsize=8)
+            buf = io.BytesIO()
+            fig.tight_layout()
+            fig.savefig(buf, format="png", dpi=110)
+        finally:
+            plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def __repr__(self):
+        s = "None" if self.suggestion is None else f"{self.suggestion:.3g}"
+        return f"LRFindResult(suggestion={s}, steps={len(self.lrs)}, stop_reason={self.stop_reason!r})"
+
+
+# ---------------------------------------------------------------------------- suggestions
+def smooth(losses, beta: float = 0.98) -> List[float]:
+    """Debiased exponential moving average (as Adam debiases its moments)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(losses):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta ** (i + 1)))
+    return out
+
+
+def _skips(n):
+    return min(10, max(1, n // 10)), min(5, max(1, n // 20))
+
+
+def suggest_steepest(lrs, smoothed) -> Optional[float]:
+    """Learning rate where the smoothed loss falls fastest per decade, before its minimum."""
+    lrs, sm = np.asarray(lrs, "float64"), np.asarray(smoothed, "float64")
+    n = len(sm)
+    if n < 5:
+        return None
+    start, _ = _skips(n)
+    stop = int(np.nanargmin(sm)) + 1
+    if stop - start < 3:
+        start = 0
+    if stop - start < 3:
+        return None
+    seg = slice(start, stop)
+    slope = np.gradient(sm[seg], np.log10(lrs[seg]))
+    i = int(np.nanargmin(slope))
+    return float(lrs[seg][i]) if slope[i] < 0 else None
+
+
+def suggest_valley(lrs, smoothed) -> Optional[float]:
+    """fastai's valley rule: the longest run of decreasing loss; the point halfway along it."""
+    sm = np.asarray(smoothed, "float64")
+    n = len(sm)
+    if n < 5:
+        return None
+    lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at i
+    max_start = max_end = 0
+    for i in range(1, n):
+        prev = np.nonzero(sm[:i] > sm[i])[0]
+        if prev.size:
+            lds[i] = lds[prev].max() + 1
+        if lds[i] > lds[max_end]:
+            max_end, max_start = i, i - int(lds[i])
+    sections = (max_end - max_start) / 3
+    idx = max(0, min(n - 1, max_start + int(sections) + int(sections / 2)))
+    return float(lrs[idx]) if max_end > 0 else None
+
+
+def suggest_min_div10(lrs, smoothed) -> Optional[float]:
+    if not len(smoothed):
+        return None
+    return float(lrs[int(np.nanargmin(smoothed))]) / 10.0
+
+
+def suggestions_of(lrs, smoothed) -> Dict[str, Optional[float]]:
+    return {"steepest": suggest_steepest(lrs, smoothed), "valley": suggest_valley(lrs, smoothed),
+            "min_div10": suggest_min_div10(lrs, smoothed)}
+
+
+# ---------------------------------------------------------------------------- data
+class _Batches:
+    """Endless batches: arrays are reshuffled each pass; re-iterable datasets restart; one-shot
+    iterators raise ConfigError when they run out before the sweep ends."""
+
+    def __init__(self, x, y, batch_size, shuffle, seed, num_steps):
+        import keras
+
+        self.num_steps = num_steps
+        self.arrays = not _is_dataset_like(x)
+        if self.arrays:
+            if x is None:
+                raise InputTypeError("lr_find: x is None; pass the training inputs")
+            self.x = keras.tree.map_structure(np.asarray, x)
+            self.y = None if y is None else keras.tree.map_structure(np.asarray, y)
+            lens = {len(a) for a in keras.tree.flatten(self.x)} | (
+                set() if self.y is None else {len(a) for a in keras.tree.flatten(self.y)})
+            if len(lens) != 1:
+                raise ConfigError(f"lr_find: x and y have different numbers of samples {sorted(lens)}")
+            self.n = lens.pop()
+            if self.n == 0:
+                raise ConfigError("lr_find: no samples")
+            self.batch_size = min(batch_size, self.n)
+            self.rng = np.random.default_rng(seed)
+            self.shuffle = shuffle
+            self._order, self._pos = None, self.n
+        else:
+            if y is not None:
+                raise ConfigError("lr_find: y must be None when x is a dataset/generator yielding (x, y) batches")
+            self.source = x
+            self.reiterable = _reiterable(x)
+            self._it = iter(x) if not _is_pydataset(x) else _pydataset_iter(x)
+            self.served = 0
+
+    def __next__(self):
+        if self.arrays:
+            import keras
+
+            if self._pos + self.batch_size > self.n:
+                self._order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+                self._pos = 0
+            idx = self._order[self._pos:self._pos + self.batch_size]
+            self._pos += self.batch_size
+            xb = keras.tree.map_structure(lambda a: a[idx], self.x)
+            yb = None if self.y is None else keras.tree.map_structure(lambda a: a[idx], self.y)
+            return xb, yb
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            if not self.reiterable or self.served == 0:
+                raise ConfigError(
+                    f"lr_find: the data ran out after {self.served} batches but the sweep needs {self.num_steps}. "
+                    f"Pass arrays (they are reshuffled and reused), a repeating dataset (e.g. ds.repeat()), "
+                    f"or num_steps <= {self.served}."
+                ) from None
+            self._it = iter(self.source) if not _is_pydataset(self.source) else _pydataset_iter(self.source)
+            batch = next(self._it)
+        self.served += 1
+        if isinstance(batch, (tuple, list)):
+            if len(batch) == 1:
+                return batch[0], None
+            return batch[0], batch[1]
+        return batch, None
+
+
+def _is_pydataset(x):
+    import keras
+
+    return isinstance(x, keras.utils.PyDataset)
+
+
+def _pydataset_iter(ds):
+    for i in range(len(ds)):
+        yield ds[i]
+
+
+def _is_dataset_like(x):
+    if isinstance(x, (np.ndarray, list, tuple, dict)) or x is None:
+        return False
+    if hasattr(x, "shape") and hasattr(x, "dtype"):  # a backend tensor
+        return False
+    return _is_pydataset(x) or hasattr(x, "__iter__") or hasattr(x, "__next__")
+
+
+def _reiterable(x):
+    if _is_pydataset(x):
+        return True
+    try:
+        return iter(x) is not x
+    except TypeError:
+        return False
+
+
+# ---------------------------------------------------------------------------- the sweep
+def _sweep_class():
+    import keras
+
+    class _Sweep(keras.optimizers.schedules.LearningRateSchedule):
+        """Exponential learning rate from the optimizer's current iteration: lr0 * q ** (step - step0).
+        Lives only during the sweep (never saved)."""
+
+        def __init__(self, lr0, q, step0):
+            self.lr0, self.q, self.step0 = float(lr0), float(q), int(step0)
+
+        def __call__(self, step):
+            from keras import ops
+
+            k = ops.cast(step, "float32") - float(self.step0)
+            return ops.convert_to_tensor(self.lr0, "float32") * ops.power(ops.convert_to_tensor(self.q, "float32"), k)
+
+        def get_config(self):
+            return {"lr0": self.lr0, "q": self.q, "step0": self.step0}
+
+    return _Sweep
+
+
+def _leaf_optimizers(optimizer):
+    import keras
+
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+        return list(optimizer.optimizers)
+    return [optimizer]
+
+
+def _snapshot(variables):
+    import keras
+
+    return [np.array(keras.ops.convert_to_numpy(v.value), copy=True) for v in variables]
+
+
+def _restore(variables, values):
+    for v, val in zip(variables, values):
+        v.assign(val)
+
+
+def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: Optional[int] = None,
+            batch_size: Optional[int] = None, step_factor: float = 1.05, beta: float = 0.98,
+            diverge_factor: float = 4.0, shuffle: bool = True, seed: int = 0, verbose: int = 1,
+            runlog=None) -> LRFindResult:
+    """LR range test (tip D2) on a compiled model; the model and optimizer are restored afterwards.
+
+    Trains one batch per step while the learning rate grows exponentially from `start_lr` to
+    `end_lr`; stops early when the smoothed loss exceeds `diverge_factor` x its best (or is NaN);
+    then puts back every model variable (weights, BatchNorm statistics, seed states) and every
+    optimizer variable (moments, iteration count, learning rate) exactly, and the optimizer's
+    learning-rate object (float, schedule). Metrics are reset.
+
+    Args:
+        model: a compiled Keras model (optimizer and loss). A MultiOptimizer keeps its groups'
+            ratios; `lrs` report the largest group's rate.
+        x, y: arrays (reshuffled and reused as often as the sweep needs), or x a dataset /
+            generator / PyDataset yielding (x, y) batches (y=None then).
+        start_lr, end_lr: the range of the sweep (D2: from 1e-7).
+        num_steps: steps of the sweep; None -> as many as a factor of `step_factor` per step needs
+            (1.05: 379 steps from 1e-7 to 10). At least 20.
+        batch_size: for arrays; None -> 32 (the recipe's default batch size).
+        beta: smoothing of the loss (debiased EMA).
+        diverge_factor: stop when the smoothed loss exceeds this multiple of its best.
+        shuffle, seed: order of array batches.
+        verbose: 1 shows a progress bar (rich) and the suggestion; 0 is silent.
+        runlog: a `kerasrecipe.RunLog` to record the result in (record kind "lr_find").
+
+    Returns:
+        LRFindResult (`suggestion`, `suggestions`, `lrs`, `losses`, `smoothed`, `plot(path)`, `to_dict()`).
+
+    Raises:
+        NotCompiledError: the model has no optimizer/loss yet.
+        ConfigError: bad range or step counts, or a one-shot data source with too few batches.
+        DivergenceError: the loss is NaN/Inf from the very first step (not a learning-rate problem:
+            check the data for NaN and the loss/labels; run kr.preflight).
+    """
+    import keras
+
+    from kerasrecipe.config import RecipeConfig
+
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise NotCompiledError(
+            "lr_find needs a compiled model: call model.compile(optimizer=..., loss=...) first "
+            "(the optimizer you will train with: its state is restored after the sweep)."
+        )
+    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"lr_find: {name}={v!r} is invalid: expected a finite number > 0")
+    if end_lr <= start_lr:
+        raise ConfigError(f"lr_find: end_lr={end_lr!r} must be larger than start_lr={start_lr!r}")
+    if not (0 <= beta < 1):
+        raise ConfigError(f"lr_find: beta={beta!r} must be in [0, 1)")
+    if not diverge_factor > 1:
+        raise ConfigError(f"lr_find: diverge_factor={diverge_factor!r} must be > 1")
+    if num_steps is None:
+        if not step_factor > 1:
+            raise ConfigError(f"lr_find: step_factor={step_factor!r} must be > 1 (D2: 1.05)")
+        num_steps = int(math.ceil(math.log(end_lr / start_lr) / math.log(step_factor))) + 1
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 20:
+        raise ConfigError(f"lr_find: num_steps={num_steps!r} is too few: the sweep needs at least 20 steps "
+                          "(a few hundred is typical; D2) to see where the loss falls fastest")
+    if batch_size is None:
+        batch_size = RecipeConfig.batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError(f"lr_find: batch_size={batch_size!r} must be an integer > 0")
+    q = (end_lr / start_lr) ** (1.0 / (num_steps - 1))
+    batches = _Batches(x, y, batch_size, shuffle, seed, num_steps)
+
+    optimizer = model.optimizer
+    first = next(batches)
+    if not model.built:
+        model(first[0])
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    leaves = _leaf_optimizers(optimizer)
+    model_vars, opt_vars = list(model.variables), list(optimizer.variables)
+    saved_model, saved_opt = _snapshot(model_vars), _snapshot(opt_vars)
+    saved_lr = [o._learning_rate for o in leaves]
+
+    from kerasrecipe.optimizers import get_learning_rates
+
+    rates = get_learning_rates(optimizer)
+    top = max(rates) if max(rates) > 0 else 1.0
+    ratios = [r / top if max(rates) > 0 else 1.0 for r in rates]
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or len(leaves) == 1:
+        ratios = [1.0]
+
+    lrs, losses, smoothed = [], [], []
+    stop_reason, best, avg = "end", math.inf, 0.0
+    progress = _progress(verbose, num_steps)
+    try:
+        sweep = _sweep_class()
+        for o, r in zip(leaves, ratios):
+            object.__setattr__(o, "_learning_rate", sweep(start_lr * r, q, int(keras.ops.convert_to_numpy(o._iterations))))
+        model.make_train_function(force=True)
+        batch = first
+        for i in range(num_steps):
+            logs = model.train_on_batch(batch[0], batch[1], return_dict=True)
+            loss = float(logs["loss"])
+            lr = start_lr * q ** i
+            if not math.isfinite(loss):
+                if i == 0:
+                    raise DivergenceError(
+                        f"lr_find: the loss is {loss} at the very first step (lr={start_lr:g}), so no learning rate "
+                        "can help: look for NaN/Inf in the inputs or targets, a loss that does not fit the labels "
+                        "or the output activation, or an exploding initialisation. Run kr.preflight(model, x, y)."
+                    )
+                stop_reason = "nan"
+                break
+            avg = beta * avg + (1 - beta) * loss
+            s = avg / (1 - beta ** (i + 1))
+            lrs.append(lr)
+            losses.append(loss)
+            smoothed.append(s)
+            if progress is not None:
+                progress.advance(lr, loss)
+            if i > 0 and s > diverge_factor * best:
+                stop_reason = "diverged"
+                break
+            best = min(best, s)
+            if i + 1 < num_steps:
+                batch = next(batches)
+    finally:
+        if progress is not None:
+            progress.close()
+        for o, lr_obj in zip(leaves, saved_lr):
+            object.__setattr__(o, "_learning_rate", lr_obj)
+        _restore(model_vars, saved_model)
+        _restore(opt_vars, saved_opt)
+        model.reset_metrics()
+        model.make_train_function(force=True)
+
+    sugg = suggestions_of(lrs, smoothed)
+    result = LRFindResult(lrs=lrs, losses=losses, smoothed=smoothed, suggestion=sugg["steepest"], suggestions=sugg,
+                          stop_reason=stop_reason, beta=beta, diverge_factor=diverge_factor)
+    if runlog is not None:
+        runlog.log("lr_find", lrs=lrs, losses=losses, smoothed=smoothed, suggestion=result.suggestion,
+                   suggestions=sugg, stop_reason=stop_reason)
+    if verbose:
+        _print_result(result)
+    return result
+
+
+class _progress:
+    """rich progress bar for the sweep (verbose only)."""
+
+    def __new__(cls, verbose, total):
+        if not verbose:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, verbose, total):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn("LR range test"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("lr {task.fields[lr]:.2e}  loss {task.fields[loss]:.4g}"),
+                          TimeElapsedColumn(), transient=True)
+        self.task = self.p.add_task("lr_find", total=total, lr=0.0, loss=float("nan"))
+        self.p.start()
+
+    def advance(self, lr, loss):
+        self.p.update(self.task, advance=1, lr=lr, loss=loss)
+
+    def close(self):
+        self.p.stop()
+
+
+def _print_result(result: LRFindResult):
+    from rich.console import Console
+
+    s = result.suggestions
+    fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731
+    Console().print(
+        f"LR range test: {len(result.lrs)} steps (stopped: {result.stop_reason}); suggestion (steepest) "
+        f"[bold]{fmt(result.suggestion)}[/bold], valley {fmt(s.get('valley'))}, min/10 {fmt(s.get('min_div10'))}"
+    )
