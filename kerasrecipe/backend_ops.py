@@ -106,3 +106,79 @@ def input_grad(model, x, scalar_fn, *, training=False):
 
         return to_numpy(jax.grad(f)(jax.numpy.asarray(x)))
     raise NotImplementedError(f"backend {b!r} is not supported")
+
+
+def weight_grads_fn(model, loss_fn=None, *, extractor=None, training=False):
+    """A reusable, compiled-where-possible probe: `fn(x, y) -> (loss, grads, acts)`.
+
+    Same results as `weight_grads` (grads: list of np.ndarray like model.trainable_variables),
+    plus `acts`: the outputs of `extractor` (a keras.Model over the same layers, e.g. the
+    per-layer probe model of kerasrecipe.probes) on x, as a list of backend tensors, or None.
+    Compiled once (jax.jit / tf.function) on JAX and TensorFlow so that frequent probes during
+    fit cost about one training step; eager on torch. Added for the health monitor (issue 7).
+    """
+    loss_fn = loss_fn or _default_loss(model)
+    variables = list(model.trainable_variables)
+    b = backend()
+
+    def _zeros_for_none(grads):
+        return [np.zeros(tuple(v.shape), v.dtype) if g is None else to_numpy(g) for g, v in zip(grads, variables)]
+
+    def _as_list(acts):
+        if acts is None:
+            return None
+        return list(acts) if isinstance(acts, (list, tuple)) else [acts]
+
+    if b == "jax":
+        import jax
+
+        ntv_all = list(model.non_trainable_variables)
+        tpos = {id(v): i for i, v in enumerate(variables)}
+        npos = {id(v): i for i, v in enumerate(ntv_all)}
+        if extractor is not None:
+            e_t = [tpos.get(id(v)) for v in extractor.trainable_variables]
+            e_n = [npos.get(id(v)) for v in extractor.non_trainable_variables]
+            if None in e_t or None in e_n:
+                extractor = None  # variables outside the model: probe activations eagerly instead
+
+        @jax.jit
+        def f(tv, ntv, x, y):
+            def lossf(tvals):
+                out, _ = model.stateless_call(tvals, ntv, x, training=training)
+                return ops.mean(loss_fn(y, out))
+
+            loss, grads = jax.value_and_grad(lossf)(tv)
+            acts = None
+            if extractor is not None:
+                acts, _ = extractor.stateless_call([tv[i] for i in e_t], [ntv[i] for i in e_n], x, training=False)
+            return loss, grads, acts
+
+        def run(x, y):
+            loss, grads, acts = f([v.value for v in variables], [v.value for v in ntv_all], x, y)
+            return float(loss), [to_numpy(g) for g in grads], _as_list(acts)
+
+        return run
+    if b == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def f(x, y):
+            with tf.GradientTape() as tape:
+                out = model(x, training=training)
+                loss = ops.mean(loss_fn(y, out))
+            grads = tape.gradient(loss, [v.value for v in variables])
+            acts = extractor(x, training=False) if extractor is not None else None
+            return loss, grads, acts
+
+        def run(x, y):
+            loss, grads, acts = f(x, y)
+            return float(to_numpy(loss)), _zeros_for_none(grads), _as_list(acts)
+
+        return run
+
+    def run(x, y):  # torch (and anything else): eager
+        loss, grads = weight_grads(model, x, y, loss_fn, training=training)
+        acts = extractor(x, training=False) if extractor is not None else None
+        return loss, grads, _as_list(acts)
+
+    return run

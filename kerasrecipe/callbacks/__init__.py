@@ -4,6 +4,12 @@ import importlib
 # public name -> module (under kerasrecipe.callbacks). Add a line when you add a callback.
 _EXPORTS = {
     "ReduceLROnPlateauAny": "plateau",
+    "RunLogger": "run_logger",
+    "HealthMonitor": "health",
+    "NaNGuard": "nan_guard",
+    "RecipeCheckpoint": "checkpoint",
+    "RecipeBackup": "checkpoint",
+    "DiagnosisCallback": "diagnosis",
 }
 
 

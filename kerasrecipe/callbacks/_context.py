@@ -1,0 +1,298 @@
+"""What the recipe's callbacks share during a run: the RunLog, the run directory, the monitored
+metric, the probe batch and the step counter. `kerasrecipe.default()` builds one RunContext and
+hands it to every callback it creates; a callback used on its own makes a private one.
+
+Keras does not show callbacks the data given to `fit`. The recipe needs a little of it (a fixed
+probe batch, the batch size, whether validation data was given), so `capture_fit_args` reads the
+local variables of the `fit` frame that is calling the callbacks (Keras 3's trainers keep them
+under stable names: x, y, batch_size, validation_data). When that is not possible (a generator
+that cannot be rewound, an unusual trainer) the recipe says so in a `note` event and carries on.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from kerasrecipe.config import RecipeConfig, resolve_config
+from kerasrecipe.runlog import RunLog
+
+# monitored names for which larger is better
+_MAX_HINTS = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")
+
+
+def monitor_mode(name: str) -> str:
+    """'max' for accuracy-like metrics, else 'min'."""
+    base = name[4:] if name.startswith("val_") else name
+    return "max" if any(h in base for h in _MAX_HINTS) else "min"
+
+
+def is_finite_number(v) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+class RunContext:
+    """State shared by the recipe's callbacks for one run (one or several `fit` calls)."""
+
+    def __init__(self, config: Optional[RecipeConfig] = None, run_dir: Optional[str] = None,
+                 runlog: Optional[RunLog] = None, rename_at_end: bool = False):
+        self.config = resolve_config(config)
+        self.runlog = runlog if runlog is not None else RunLog(run_dir)
+        if run_dir is not None and self.runlog.run_dir is None:
+            self.runlog.run_dir = run_dir
+            os.makedirs(run_dir, exist_ok=True)
+        self.base_dir = self.runlog.run_dir      # the name before any best-metric suffix
+        self.rename_at_end = rename_at_end
+        self.monitor = self.config.monitor
+        self.monitor_fallback = False
+        self.retarget: List[Any] = []             # callbacks whose `.monitor` follows self.monitor
+        self.fit_info: Dict[str, Any] = {}
+        self.probe = None                         # (x, y) numpy, fixed for the run
+        self.probe_note: Optional[str] = None
+        self.fit_index = -1
+        self.epoch_offset = 0                     # run epoch = offset + Keras epoch
+        self.epochs_logged = 0
+        self.fit_open = False                     # True between train_begin and train_end
+        self.step = 0                             # optimizer step of the current batch
+        self.epoch_start_step = 0
+        self.epoch = 0                            # run epoch of the current epoch
+        self.batch_loss = None                    # (step, this batch's loss) from RunLogger
+        self.lr = None                            # last known learning rate
+        self.finite_snapshot = None               # (step, [np weights]) last known finite weights
+        self.epoch_rows: List[dict] = []          # history rows (for history.csv)
+        self.stopped_reason: Optional[str] = None
+        self.nan_handled_fit = -1
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def run_dir(self) -> Optional[str]:
+        return self.runlog.run_dir
+
+    def path(self, *parts) -> Optional[str]:
+        return None if self.run_dir is None else os.path.join(self.run_dir, *parts)
+
+    # ------------------------------------------------------------------ steps and epochs
+    def run_epoch(self, keras_epoch: int) -> int:
+        return self.epoch_offset + int(keras_epoch)
+
+    def note(self, message: str, **details) -> dict:
+        return self.runlog.log("event", epoch=self.epoch, step=self.step, event="note", message=message, **details)
+
+    # ------------------------------------------------------------------ monitor
+    def set_monitor(self, name: str) -> None:
+        self.monitor = name
+        for cb in self.retarget:
+            if getattr(cb, "monitor", None) != name:
+                cb.monitor = name
+                if hasattr(cb, "monitor_op"):
+                    cb.monitor_op = None  # Keras recomputes it lazily from the new name
+
+    def resolve_monitor(self, has_validation: Optional[bool], logs: Optional[dict] = None) -> None:
+        """Fall back from 'val_X' to 'X' when the fit has no validation data (said once per fit)."""
+        wanted = self.config.monitor
+        if not wanted.startswith("val_"):
+            self.set_monitor(wanted)
+            return
+        missing = has_validation is False or (logs is not None and wanted not in logs and wanted[4:] in logs)
+        if missing:
+            if not self.monitor_fallback:
+                self.monitor_fallback = True
+                self.note(
+                    f"no validation data: monitoring the training metric {wanted[4:]!r} instead of {wanted!r} "
+                    "for early stopping, LR halving and the best checkpoint; curve rules that need "
+                    "validation are skipped. Pass validation_split=0.2 or validation_data (B2, F2).",
+                    monitor=wanted[4:],
+                )
+            self.set_monitor(wanted[4:])
+        else:
+            self.monitor_fallback = False
+            self.set_monitor(wanted)
+
+
+# ---------------------------------------------------------------------- fit arguments
+_FIT_NAMES = ("x", "y", "batch_size", "validation_data", "validation_split", "epoch_iterator", "steps_per_epoch",
+              "sample_weight", "epochs")
+
+
+def capture_fit_args(model, max_depth: int = 40) -> Optional[Dict[str, Any]]:
+    """Locals of the innermost `fit` frame of `model` on the call stack, or None."""
+    f = sys._getframe(1)
+    depth = 0
+    while f is not None and depth < max_depth:
+        if f.f_code.co_name == "fit" and f.f_locals.get("self") is model:
+            loc = f.f_locals
+            return {k: loc.get(k) for k in _FIT_NAMES}
+        f = f.f_back
+        depth += 1
+    return None
+
+
+def _to_numpy(a):
+    if a is None:
+        return None
+    if isinstance(a, dict):
+        return {k: _to_numpy(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(_to_numpy(v) for v in a)
+    try:
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(a))
+    except Exception:
+        return np.asarray(a)
+
+
+def _head(a, n):
+    if a is None:
+        return None
+    if isinstance(a, dict):
+        return {k: _head(v, n) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(_head(v, n) for v in a)
+    return a[:n]
+
+
+def _length(a) -> Optional[int]:
+    if a is None:
+        return None
+    if isinstance(a, dict):
+        a = next(iter(a.values()), None)
+    elif isinstance(a, (list, tuple)) and a and hasattr(a[0], "shape"):
+        a = a[0]
+    shape = getattr(a, "shape", None)
+    if shape is not None and len(shape) > 0 and shape[0] is not None:
+        return int(shape[0])
+    return None
+
+
+def _unpack(batch):
+    if isinstance(batch, (list, tuple)):
+        if len(batch) == 1:
+            return batch[0], None
+        return batch[0], batch[1]
+    return batch, None
+
+
+def probe_from_fit(args: Dict[str, Any], n: int):
+    """(x, y, note): the first `n` training samples as numpy, or (None, None, why not)."""
+    x, y = args.get("x"), args.get("y")
+    if x is None:
+        return None, None, "fit was given no training data the recipe could read"
+    try:
+        import keras
+
+        if isinstance(x, keras.utils.PyDataset):
+            bx, by = _unpack(x[0])
+            return _to_numpy(_head(bx, n)), _to_numpy(_head(by, n)), None
+        try:
+            import tensorflow as tf  # noqa: F401  (only when installed)
+
+            is_tfdata = isinstance(x, tf.data.Dataset)
+        except ImportError:
+            is_tfdata = False
+        if is_tfdata:
+            for batch in x.take(1):
+                bx, by = _unpack(batch)
+                return _to_numpy(_head(bx, n)), _to_numpy(_head(by, n)), None
+            return None, None, "the tf.data training set is empty"
+        if _length(x) is not None:
+            return _to_numpy(_head(x, n)), _to_numpy(_head(y, n)), None
+        if hasattr(x, "__iter__") and hasattr(x, "__len__") and not hasattr(x, "__next__"):
+            # a re-iterable loader (e.g. torch DataLoader): a fresh iterator does not consume it
+            bx, by = _unpack(next(iter(x)))
+            return _to_numpy(_head(bx, n)), _to_numpy(_head(by, n)), None
+    except Exception as e:  # never let the probe break a fit
+        return None, None, f"could not read a probe batch from the training data ({type(e).__name__}: {e})"
+    return None, None, (f"the training data ({type(x).__name__}) cannot be re-read without consuming it; "
+                        "pass probe_data=(x, y) to default() for health monitoring")
+
+
+def class_counts(y, num_classes: Optional[int]) -> Optional[List[int]]:
+    """Label counts of integer or one-hot labels (None for anything else)."""
+    if y is None or isinstance(y, (dict, list, tuple)):
+        return None
+    y = np.asarray(y)
+    if y.size == 0:
+        return None
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        idx = y.reshape(-1, y.shape[-1]).argmax(-1)
+        k = y.shape[-1]
+    else:
+        flat = y.reshape(-1)
+        if not np.all(np.isfinite(flat)) or not np.all(flat == np.round(flat)) or flat.min() < 0:
+            return None
+        idx = flat.astype(np.int64)
+        k = max(int(idx.max()) + 1, int(num_classes or 0))
+        if k > 10000:
+            return None
+    return np.bincount(idx, minlength=k).astype(int).tolist()
+
+
+# ---------------------------------------------------------------------- model description
+def _activation_name(layer) -> Optional[str]:
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    name = getattr(act, "__name__", None) or getattr(act, "name", None) or type(act).__name__
+    return str(name)
+
+
+def describe_layers(layers) -> List[dict]:
+    out = []
+    for lyr in layers:
+        units = getattr(lyr, "units", None) or getattr(lyr, "filters", None)
+        try:
+            params = int(sum(int(np.prod(w.shape)) for w in lyr.weights))
+        except Exception:
+            params = None
+        out.append({"name": lyr.name, "class": type(lyr).__name__, "activation": _activation_name(lyr),
+                    "units": int(units) if isinstance(units, (int, np.integer)) else None, "params": params})
+    return out
+
+
+_REGRESSION = ("squared", "absolute", "mse", "mae", "mape", "msle", "huber", "log_cosh", "logcosh", "cosine")
+
+
+def describe_loss(model) -> dict:
+    """loss name, task, num_classes, from_logits as far as the compiled loss tells."""
+    loss = getattr(model, "loss", None)
+    from_logits = None
+    if isinstance(loss, str):
+        name, from_logits = loss, False
+    elif loss is None:
+        name = None
+    elif isinstance(loss, (dict, list, tuple)):
+        name = "multiple"
+    else:
+        name = getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
+        from_logits = getattr(loss, "from_logits", None)
+        if from_logits is None:
+            from_logits = getattr(loss, "_fn_kwargs", {}).get("from_logits")
+        if from_logits is None and callable(loss):
+            from_logits = False if hasattr(loss, "__name__") else None
+    low = (name or "").lower()
+    if "crossentropy" in low or "hinge" in low or "focal" in low:
+        task = "classification"
+    elif any(k in low for k in _REGRESSION):
+        task = "regression"
+    else:
+        task = "unknown"
+    num_classes = None
+    if task == "classification":
+        try:
+            outs = getattr(model, "outputs", None)
+            width = int(outs[0].shape[-1]) if outs else None
+        except Exception:
+            width = None
+        if width is not None:
+            num_classes = 2 if width == 1 else width
+        elif "binary" in low:
+            num_classes = 2
+    return {"loss": name, "task": task, "num_classes": num_classes,
+            "from_logits": None if from_logits is None else bool(from_logits)}

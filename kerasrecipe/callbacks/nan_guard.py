@@ -1,0 +1,140 @@
+"""NaNGuard: stop on a non-finite loss, restore the last finite weights, name the origin (tip G2).
+
+Checks the loss after every batch (the value is already on the host for the run log, so this is
+free) and the epoch's train/validation losses. On a non-finite value it
+
+1. stops training (`model.stop_training = True`; fit returns normally, every file is kept);
+2. finds where it started, on the fixed probe batch with the weights as they are now: the first
+   layer (in layer order) whose weights are non-finite, else whose output is, else whose
+   gradient is; else the loss itself (e.g. log(0)) — and the step and epoch;
+3. restores the last weights known to be finite (taken at the start of each epoch and at every
+   health probe) and says from which step they are;
+4. writes an `event` record {"event": "nan", "where", "layer", "step", "epoch", ...} that the
+   diagnosis rules turn into a finding.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+
+from kerasrecipe.callbacks._context import RunContext, is_finite_number
+from kerasrecipe.callbacks.health import nonfinite_origin, sync_model_state
+from kerasrecipe.probes import LayerProbe
+
+
+def _all_finite(arrays) -> bool:
+    return all(np.all(np.isfinite(a)) for a in arrays if np.issubdtype(np.asarray(a).dtype, np.floating))
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops a diverging fit, restores the last finite weights and names the origin (G2).
+
+    Args:
+        restore: restore the last finite weights (default True).
+        context: the RunContext shared with the other recipe callbacks (default() passes it).
+
+    Attributes:
+        tripped: the `nan` event record of the last trip in this run, or None.
+
+    Example:
+        >>> guard = NaNGuard()
+        >>> model.fit(x, y, callbacks=[guard])
+        >>> guard.tripped and guard.tripped["layer"]
+    """
+
+    def __init__(self, restore: bool = True, context: Optional[RunContext] = None):
+        super().__init__()
+        self.context = context if context is not None else RunContext()
+        self.restore = bool(restore)
+        self.tripped = None
+        self._probe = None
+        self._probe_model = None
+        self._fit_tripped = False
+
+    @property
+    def runlog(self):
+        return self.context.runlog
+
+    def get_config(self):
+        return {"restore": self.restore}
+
+    def on_train_begin(self, logs=None):
+        self._fit_tripped = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        sync_model_state(self.model)
+        w = self.model.get_weights()
+        if _all_finite(w):
+            self.context.finite_snapshot = (self.context.step, w)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._fit_tripped:
+            return
+        ctx = self.context
+        bl = ctx.batch_loss
+        if bl is not None and bl[0] == ctx.step and ctx.fit_index >= 0:
+            value = bl[2]
+        else:
+            value = (logs or {}).get("loss")
+        if value is not None and not is_finite_number(value):
+            self.trip("loss", f"training loss became {float(value)} at step {ctx.step}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._fit_tripped:
+            return
+        logs = logs or {}
+        for key in ("loss", "val_loss"):
+            if key in logs and not is_finite_number(logs[key]):
+                self.trip("loss", f"{key} became {logs[key]} in epoch {self.context.epoch}")
+                return
+
+    # ------------------------------------------------------------------ the trip
+    def trip(self, what: str, message: str) -> dict:
+        ctx, model = self.context, self.model
+        self._fit_tripped = True
+        model.stop_training = True
+        sync_model_state(model)
+        where, layer = "loss", None
+        weights_bad = []
+        if self._probe_model is not model:
+            self._probe = LayerProbe(model)
+            self._probe_model = model
+        for lyr in self._probe.layers:
+            try:
+                if not _all_finite([np.asarray(keras.ops.convert_to_numpy(w.value)) for w in lyr.weights]):
+                    weights_bad.append(lyr.name)
+            except Exception:
+                pass
+        origin = {"activation": None, "gradient": None, "loss": None}
+        if ctx.probe is not None:
+            origin = nonfinite_origin(model, self._probe, *ctx.probe)
+        if weights_bad:
+            where, layer = "weights", weights_bad[0]
+        elif origin["activation"]:
+            where, layer = "activation", origin["activation"]
+        elif origin["gradient"]:
+            where, layer = "gradient", origin["gradient"]
+        elif self._probe.layers:
+            layer = self._probe.layers[-1].name
+        restored_step = None
+        snap = ctx.finite_snapshot
+        if self.restore and snap is not None:
+            try:
+                model.set_weights(snap[1])
+                restored_step = snap[0]
+            except Exception as e:  # pragma: no cover - shapes never change mid-fit
+                ctx.note(f"could not restore the last finite weights ({type(e).__name__}: {e})")
+        full = (f"{message}; first non-finite: {where} of layer {layer!r}" if layer else f"{message}; "
+                "origin: the loss itself (weights and layer outputs are finite)")
+        full += (f"; restored the last finite weights (step {restored_step})" if restored_step is not None
+                 else "; no finite weights to restore")
+        rec = ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="nan", message=full, where=where,
+                             layer=layer, nonfinite_weights=weights_bad, activation_origin=origin["activation"],
+                             gradient_origin=origin["gradient"], restored_step=restored_step, trigger=what)
+        ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="stop", message="stopped by NaNGuard",
+                       reason="nan")
+        ctx.stopped_reason = "nan"
+        self.tripped = rec
+        return rec

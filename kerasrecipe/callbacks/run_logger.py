@@ -1,0 +1,328 @@
+"""RunLogger: records a run (tips A3, A4) into its RunLog and run directory.
+
+Files it writes in the run directory (all atomic or append-only JSON lines):
+
+    config.json     the RecipeConfig
+    env.json        versions, backend, devices, seed, native-kernel info
+    runlog.jsonl    every record (meta, epoch, batch, layer, grad, event, finding)
+    history.csv     one row per epoch (rewritten atomically each epoch)
+    history.jsonl   one JSON line per epoch
+
+Per-batch losses: Keras hands callbacks the running mean of the loss over the epoch, weighted by
+batch size. The logger turns it back into each batch's own loss,
+`(mean_k * n_k - mean_{k-1} * n_{k-1}) / (n_k - n_{k-1})` with n the samples seen so far
+(the last, smaller batch is accounted for when the number of samples is known).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+import sys
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+
+from kerasrecipe.callbacks._context import (RunContext, capture_fit_args, class_counts, describe_layers,
+                                            describe_loss, is_finite_number, probe_from_fit, _length)
+from kerasrecipe.io import append_jsonl, atomic_write_json, atomic_write_text
+
+FLUSH_SECONDS = 2.0
+
+
+def environment(config) -> dict:
+    """Versions, backend, devices and seed of this process (env.json)."""
+    import kerasrecipe
+
+    b = keras.backend.backend()
+    env = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "python": sys.version.split()[0],
+           "platform": platform.platform(), "machine": platform.machine(), "keras": keras.__version__,
+           "backend": b, "numpy": np.__version__, "kerasrecipe": kerasrecipe.__version__,
+           "seed": config.seed, "devices": [], "backend_version": None}
+    try:
+        if b == "tensorflow":
+            import tensorflow as tf
+
+            env["backend_version"] = tf.__version__
+            env["devices"] = [d.name for d in tf.config.list_logical_devices()]
+        elif b == "torch":
+            import torch
+
+            env["backend_version"] = torch.__version__
+            env["devices"] = ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        elif b == "jax":
+            import jax
+
+            env["backend_version"] = jax.__version__
+            env["devices"] = [str(d) for d in jax.devices()]
+    except Exception as e:  # pragma: no cover - informative only
+        env["devices_error"] = f"{type(e).__name__}: {e}"
+    try:
+        from kerasrecipe import kernels
+
+        env["kernels"] = kernels.info()
+    except Exception as e:
+        env["kernels"] = {"error": f"{type(e).__name__}: {e}"}
+    return env
+
+
+def _scalar(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f
+
+
+def _current_lr(model) -> Optional[float]:
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    try:
+        from kerasrecipe.optimizers import get_learning_rate
+
+        return get_learning_rate(opt)
+    except Exception:
+        return None
+
+
+def _iterations(model) -> Optional[int]:
+    opt = getattr(model, "optimizer", None)
+    try:
+        return int(keras.ops.convert_to_numpy(opt.iterations))
+    except Exception:
+        return None
+
+
+class RunLogger(keras.callbacks.Callback):
+    """Writes the run log and the run directory's files; first of the recipe's callbacks.
+
+    Args:
+        run_dir: directory of the run (created). Ignored when `context` is given.
+        config: the RecipeConfig (default: RecipeConfig()).
+        context: the RunContext shared with the other recipe callbacks (default() passes it).
+        probe_data: optional (x, y) used as the fixed probe batch instead of the first training
+            samples.
+
+    Attributes:
+        run_dir: the run directory (it may be renamed at the end of fit with the best metric).
+        runlog: the RunLog.
+
+    Example:
+        >>> logger = RunLogger(run_dir="runs/try1")
+        >>> model.fit(x, y, validation_split=0.2, callbacks=[logger])
+        >>> logger.runlog.epoch_series("val_loss")
+    """
+
+    def __init__(self, run_dir=None, config=None, context: Optional[RunContext] = None, probe_data=None):
+        super().__init__()
+        self.context = context if context is not None else RunContext(config, run_dir)
+        self.probe_data = probe_data
+        self._prev_mean = 0.0
+        self._prev_seen = 0
+        self._last_flush = time.time()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def run_dir(self):
+        return self.context.run_dir
+
+    @property
+    def runlog(self):
+        return self.context.runlog
+
+    def get_config(self):
+        return {"run_dir": self.run_dir, "config": self.context.config.to_dict()}
+
+    # ------------------------------------------------------------------ fit
+    def on_train_begin(self, logs=None):
+        ctx = self.context
+        resuming = ctx.fit_open  # the previous fit never reached on_train_end: a crash
+        ctx.fit_index += 1
+        if not resuming:
+            ctx.epoch_offset = ctx.epochs_logged
+        ctx.fit_open = True
+        ctx.stopped_reason = None
+        args = capture_fit_args(self.model) or {}
+        ctx.fit_info = self._fit_info(args)
+        if ctx.probe is None:
+            n = ctx.config.probe_batch_size
+            if self.probe_data is not None:
+                px, py = self.probe_data if isinstance(self.probe_data, (tuple, list)) else (self.probe_data, None)
+                from kerasrecipe.callbacks._context import _head, _to_numpy
+
+                ctx.probe, ctx.probe_note = (_to_numpy(_head(px, n)), _to_numpy(_head(py, n))), None
+            elif args:
+                px, py, note = probe_from_fit(args, n)
+                ctx.probe = None if px is None else (px, py)
+                ctx.probe_note = note
+            else:
+                ctx.probe_note = "the fit call's data could not be read; pass probe_data=(x, y) to default()"
+        if ctx.run_dir is not None and ctx.fit_index == 0:
+            ctx.config.to_json(ctx.path("config.json"))
+        if ctx.run_dir is not None:
+            atomic_write_json(ctx.path("env.json"), environment(ctx.config))
+        ctx.resolve_monitor(ctx.fit_info.get("has_validation"))
+        self._log_meta(resuming)
+        if ctx.probe_note:
+            ctx.note(ctx.probe_note, where="probe")
+
+    def _fit_info(self, args) -> dict:
+        x = args.get("x")
+        vd = args.get("validation_data")
+        info = {
+            "has_validation": (vd is not None) if args else None,
+            "batch_size": args.get("batch_size") if isinstance(args.get("batch_size"), int) else None,
+            "num_samples": _length(x) if x is not None else None,
+            "steps_per_epoch": (self.params or {}).get("steps"),
+            "epochs": (self.params or {}).get("epochs"),
+        }
+        if info["num_samples"] is not None and info["batch_size"] is None:
+            info["batch_size"] = 32  # Keras's default for arrays
+        try:
+            y = args.get("y")
+            loss = describe_loss(self.model)
+            info["class_counts"] = class_counts(keras.ops.convert_to_numpy(y), loss["num_classes"]) \
+                if (y is not None and loss["task"] == "classification" and _length(y) is not None) else None
+        except Exception:
+            info["class_counts"] = None
+        return info
+
+    def _log_meta(self, resuming):
+        ctx, model = self.context, self.model
+        try:
+            params = int(model.count_params())
+            trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+        except Exception:
+            params = trainable = None
+        layers = [lyr for lyr in model.layers if type(lyr).__name__ != "InputLayer"]
+        meta = {"model": {"name": model.name, "class": type(model).__name__, "params": params,
+                          "trainable_params": trainable, "layers": describe_layers(layers)},
+                **describe_loss(model),
+                "optimizer": type(model.optimizer).__name__ if getattr(model, "optimizer", None) else None,
+                "num_samples": ctx.fit_info.get("num_samples"),
+                "batch_size": ctx.fit_info.get("batch_size"),
+                "steps_per_epoch": ctx.fit_info.get("steps_per_epoch"),
+                "epochs": ctx.fit_info.get("epochs"),
+                "has_validation": ctx.fit_info.get("has_validation"),
+                "class_counts": ctx.fit_info.get("class_counts"),
+                "monitor": ctx.monitor, "backend": keras.backend.backend(),
+                "fit": ctx.fit_index, "epoch_offset": ctx.epoch_offset, "resumed": bool(resuming),
+                "config": ctx.config.to_dict()}
+        ctx.runlog.log("meta", epoch=ctx.epoch_offset, **meta)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        ctx = self.context
+        ctx.epoch = ctx.run_epoch(epoch)
+        it = _iterations(self.model)
+        if it is not None:
+            ctx.epoch_start_step = it
+        ctx.step = ctx.epoch_start_step
+        ctx.lr = _current_lr(self.model)
+        self._epoch_lr = ctx.lr
+        self._prev_mean, self._prev_seen = 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        ctx = self.context
+        ctx.step = ctx.epoch_start_step + int(batch)
+        mean = _scalar((logs or {}).get("loss"))
+        if mean is None:
+            return
+        seen = self._seen(int(batch) + 1)
+        prev_mean, prev_seen = self._prev_mean, self._prev_seen
+        if seen > prev_seen and math.isfinite(mean) and math.isfinite(prev_mean):
+            loss = (mean * seen - prev_mean * prev_seen) / (seen - prev_seen)
+        else:
+            loss = mean
+        self._prev_mean, self._prev_seen = mean, seen
+        ctx.batch_loss = (ctx.step, loss, mean)
+        ctx.runlog.log("batch", epoch=ctx.epoch, step=ctx.step, loss=loss, lr=ctx.lr, flush=False)
+        now = time.time()
+        if now - self._last_flush > FLUSH_SECONDS:
+            ctx.runlog.flush()
+            self._last_flush = now
+
+    def _seen(self, batches: int) -> float:
+        """Samples seen after `batches` batches of this epoch (batch units when unknown)."""
+        info = self.context.fit_info
+        n, bs = info.get("num_samples"), info.get("batch_size")
+        if n and bs:
+            return float(min(batches * bs, n))
+        return float(batches)
+
+    def on_epoch_end(self, epoch, logs=None):
+        ctx = self.context
+        logs = dict(logs or {})
+        if ctx.fit_info.get("has_validation") is None:
+            has_val = any(k.startswith("val_") for k in logs)
+            ctx.fit_info["has_validation"] = has_val
+            ctx.resolve_monitor(has_val, logs)
+            if not has_val:
+                self._log_meta(False)
+        clean = {k: _scalar(v) for k, v in logs.items() if _scalar(v) is not None}
+        run_epoch = ctx.run_epoch(epoch)
+        it = _iterations(self.model)
+        step = (it - 1) if it is not None and it > 0 else ctx.step
+        ctx.step = max(step, 0)
+        ctx.runlog.log("epoch", epoch=run_epoch, step=ctx.step, logs=clean, lr=self._epoch_lr, monitor=ctx.monitor)
+        row = {"epoch": run_epoch, "lr": self._epoch_lr, **clean}
+        ctx.epoch_rows = [r for r in ctx.epoch_rows if r["epoch"] != run_epoch] + [row]
+        ctx.epochs_logged = max(ctx.epochs_logged, run_epoch + 1)
+        if ctx.run_dir is not None:
+            append_jsonl(ctx.path("history.jsonl"), [row])
+            self.write_history_csv()
+
+    def write_history_csv(self):
+        ctx = self.context
+        cols = ["epoch", "lr"]
+        for r in ctx.epoch_rows:
+            for k in r:
+                if k not in cols:
+                    cols.append(k)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, restval="")
+        w.writeheader()
+        for r in sorted(ctx.epoch_rows, key=lambda r: r["epoch"]):
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        atomic_write_text(ctx.path("history.csv"), buf.getvalue())
+
+    def on_train_end(self, logs=None):
+        ctx = self.context
+        ctx.fit_open = False
+        ctx.runlog.flush()
+        # Keras keeps a resumed run's initial epoch on the model; a later fit must start afresh.
+        if getattr(self.model, "_initial_epoch", None) is not None:
+            self.model._initial_epoch = None
+
+
+def load_context_from_dir(run_dir: str, config) -> RunContext:
+    """A RunContext continuing an existing run directory (a new process resuming a crashed run)."""
+    from kerasrecipe.runlog import RunLog
+
+    ctx = RunContext(config, run_dir)
+    if os.path.exists(os.path.join(run_dir, "runlog.jsonl")):
+        old = RunLog.load(run_dir)
+        ctx.runlog.records = old.records
+        epochs = [r["epoch"] for r in old.of("epoch") if "epoch" in r]
+        ctx.epochs_logged = (max(epochs) + 1) if epochs else 0
+        metas = old.of("meta")
+        ends = [r for r in old.of("event") if r.get("event") == "end"]
+        if metas:
+            ctx.fit_index = int(metas[-1].get("fit", 0))
+            last_meta_t = metas[-1].get("time", 0)
+            crashed = not any(e.get("time", 0) >= last_meta_t for e in ends)
+            if crashed and os.path.exists(os.path.join(run_dir, "backup")):
+                ctx.fit_open = True
+                ctx.epoch_offset = int(metas[-1].get("epoch_offset", 0))
+        for r in old.of("epoch"):
+            row = {"epoch": r["epoch"], "lr": r.get("lr"), **r.get("logs", {})}
+            ctx.epoch_rows = [x for x in ctx.epoch_rows if x["epoch"] != r["epoch"]] + [row]
+    return ctx
+
+
+def is_finite_logs(logs, keys=("loss",)) -> bool:
+    return all(is_finite_number(logs.get(k)) for k in keys if k in (logs or {}))

@@ -1,0 +1,296 @@
+"""End-to-end tests of kerasrecipe.default() (issue 7), on the backend in KERAS_BACKEND."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import keras
+import kerasrecipe as kr
+from kerasrecipe.errors import ConfigError, InputTypeError
+from kerasrecipe.recipe import find_run_dir, find_runlog
+
+L = keras.layers
+META_KEYS = {"loss", "task", "num_classes", "from_logits", "model", "num_samples", "steps_per_epoch", "epochs",
+             "has_validation"}
+
+
+@pytest.fixture
+def small(digits):
+    x, y = digits
+    return x[:800], y[:800]
+
+
+def mlp(hidden=(64,), activation="relu", out=10, out_activation="softmax", **dense_kw):
+    return keras.Sequential([keras.Input((64,))] + [L.Dense(h, activation=activation, **dense_kw) for h in hidden]
+                            + [L.Dense(out, activation=out_activation)])
+
+
+def recipe(tmp_path, **kw):
+    kw.setdefault("tensorboard", False)
+    kw.setdefault("monitor_interval", 5)
+    return kr.default(run_root=str(tmp_path / "runs"), **kw)
+
+
+def tags(cbs, severities=("warning", "error")):
+    return {f["tag"] for f in find_runlog(cbs).of("finding") if f["severity"] in severities}
+
+
+def test_healthy_run_writes_every_file_and_no_warning(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    cbs = recipe(tmp_path)
+    first_dir = find_run_dir(cbs)
+    assert os.path.basename(first_dir).startswith(kr.RecipeConfig().short_name())
+    hist = model.fit(x, y, validation_split=0.2, epochs=6, batch_size=32, callbacks=cbs, verbose=0)
+    run_dir = find_run_dir(cbs)
+    # renamed with the best validation loss, atomically, in the same parent
+    best = min(hist.history["val_loss"])
+    assert run_dir == f"{first_dir}-best_val_loss{best:.4g}" and not os.path.exists(first_dir)
+    for f in ("config.json", "env.json", "runlog.jsonl", "history.csv", "history.jsonl", "findings.json",
+              "best.json"):
+        assert os.path.isfile(os.path.join(run_dir, f)), f
+    ckpts = [f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if f.endswith(".weights.h5")]
+    assert 1 <= len(ckpts) <= 3 and all(f.startswith("epoch") and "-val_loss" in f for f in ckpts)
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # deleted after a normal end
+    env = json.load(open(os.path.join(run_dir, "env.json")))
+    assert env["backend"] == keras.backend.backend() and env["seed"] == 42 and env["keras"] == keras.__version__
+    assert kr.RecipeConfig.from_json(os.path.join(run_dir, "config.json")) == kr.RecipeConfig(
+        run_root=str(tmp_path / "runs"), tensorboard=False, monitor_interval=5)
+    lines = open(os.path.join(run_dir, "history.csv")).read().strip().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("epoch,lr,")
+
+    log = kr.RunLog.load(run_dir)  # the saved log is complete
+    meta = log.meta
+    assert META_KEYS <= set(meta)
+    assert meta["task"] == "classification" and meta["num_classes"] == 10 and meta["from_logits"] is False
+    assert meta["has_validation"] is True and meta["num_samples"] == 640 and meta["steps_per_epoch"] == 20
+    assert [lyr["activation"] for lyr in meta["model"]["layers"]] == ["relu", "softmax"]
+    assert sum(meta["class_counts"]) == 640
+    assert log.epoch_series("val_loss") == pytest.approx(hist.history["val_loss"])
+    # per-batch losses recovered from Keras's running mean average back to the epoch loss
+    for e in range(6):
+        batch = [r["loss"] for r in log.of("batch") if r["epoch"] == e]
+        assert len(batch) == 20
+        sizes = [32] * 20
+        assert np.average(batch, weights=sizes) == pytest.approx(hist.history["loss"][e], rel=1e-3)
+    assert np.std([r["loss"] for r in log.of("batch") if r["epoch"] == 0]) > 1e-3  # not the running mean
+    layers = log.of("layer")
+    assert {r["layer"] for r in layers} == {"dense", "dense_1"}
+    r0 = layers[0]
+    assert 0 <= r0["act"]["zero_frac"] <= 1 and r0["grad_norm"] > 0 and r0["update_ratio"] > 0
+    assert any(g["source"] == "probe" and g["global_norm"] > 0 for g in log.of("grad"))
+    # a healthy model: no warning- or error-level finding
+    assert tags(cbs) == set(), [f["symptom"] for f in log.of("finding")]
+    findings = json.load(open(os.path.join(run_dir, "findings.json")))
+    assert all(f["severity"] == "info" for f in findings)
+
+    # fit called twice: the run goes on, epochs continue, the directory is renamed again
+    model.fit(x, y, validation_split=0.2, epochs=1, batch_size=32, callbacks=cbs, verbose=0)
+    log2 = find_runlog(cbs)
+    assert [r["epoch"] for r in log2.of("epoch")] == list(range(7))
+    assert [m["fit"] for m in log2.of("meta")] == [0, 1]
+    assert os.path.basename(find_run_dir(cbs)).startswith(os.path.basename(first_dir) + "-best_val_loss")
+
+
+def test_without_validation_monitors_training_loss(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path, checkpoint="every")
+    model.fit(x[:320], y[:320], epochs=2, batch_size=64, callbacks=cbs, verbose=2)
+    run_dir = find_run_dir(cbs)
+    log = find_runlog(cbs)
+    assert log.meta["has_validation"] is False
+    assert any(e["event"] == "note" and "no validation data" in e["message"] for e in log.of("event"))
+    best = json.load(open(os.path.join(run_dir, "best.json")))
+    assert best["monitor"] == "loss" and best["monitor_fallback"] is True
+    names = sorted(f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if f.endswith(".h5"))
+    assert len(names) == 2 and all("-loss" in n for n in names)
+    es = next(cb for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping))
+    assert es.monitor == "loss"
+
+
+def test_lr_10_stops_on_nan_names_the_layer_and_keeps_files(tmp_path, small):
+    x, y = small
+    model = mlp(out=1, out_activation=None)
+    model.compile(keras.optimizers.SGD(10.0), "mse")
+    cbs = recipe(tmp_path)
+    hist = model.fit(x, y.astype("float32"), validation_split=0.2, epochs=5, batch_size=32, callbacks=cbs, verbose=0)
+    assert len(hist.history["loss"]) == 1  # stopped in the first epoch
+    log = find_runlog(cbs)
+    nan = [e for e in log.of("event") if e["event"] == "nan"]
+    assert len(nan) == 1
+    assert nan[0]["layer"] in {"dense", "dense_1"} and nan[0]["where"] in {"weights", "activation", "gradient"}
+    assert nan[0]["restored_step"] is not None and nan[0]["step"] >= nan[0]["restored_step"]
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())  # last finite weights restored
+    assert "nan" in tags(cbs)
+    run_dir = find_run_dir(cbs)
+    for f in ("runlog.jsonl", "history.csv", "findings.json", "config.json", "env.json"):
+        assert os.path.exists(os.path.join(run_dir, f))
+    ckpt_dir = os.path.join(run_dir, "checkpoints")  # a diverged epoch is never checkpointed
+    assert not os.path.exists(ckpt_dir) or not [f for f in os.listdir(ckpt_dir) if f.endswith(".h5")]
+    assert "best_" not in os.path.basename(run_dir)  # no finite epoch: nothing to name it by
+
+
+def test_ten_sigmoid_layers_vanishing_gradients(tmp_path, small):
+    x, y = small
+    model = mlp(hidden=(32,) * 10, activation="sigmoid")
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path)
+    model.fit(x, y, validation_split=0.2, epochs=2, batch_size=32, callbacks=cbs, verbose=0)
+    assert "vanishing_gradients" in tags(cbs)
+
+
+def test_relu_bias_minus_10_dead_units(tmp_path, small):
+    x, y = small
+    model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path)
+    model.fit(x, y, validation_split=0.2, epochs=2, batch_size=32, callbacks=cbs, verbose=0)
+    dead = [f for f in find_runlog(cbs).of("finding") if f["tag"] == "dead_relu"]
+    assert dead and dead[0]["layer"] == "dense"
+
+
+def test_shuffled_labels_stuck_at_prior(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path)
+    model.fit(x, np.random.RandomState(1).permutation(y), validation_split=0.2, epochs=5, batch_size=32,
+              callbacks=cbs, verbose=0)
+    assert "stuck_at_prior" in tags(cbs)
+
+
+class Crash(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.armed = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.armed and (self.epoch, batch) == self.at:
+            self.armed = False
+            raise RuntimeError("simulated crash")
+
+
+class Record(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.begins = []
+        self.weights_at_begin = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.begins:
+            self.weights_at_begin = self.model.get_weights()
+        self.begins.append(epoch)
+
+
+def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    crash = Crash(epoch=2, batch=5)
+    cbs = recipe(tmp_path, monitor_health=False) + [crash]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(x, y, validation_split=0.2, epochs=4, batch_size=32, callbacks=cbs, verbose=0)
+    run_dir = find_run_dir(cbs)
+    from kerasrecipe.callbacks import RecipeBackup
+
+    backup = next(cb for cb in cbs if isinstance(cb, RecipeBackup)).directory
+    assert os.path.exists(os.path.join(backup, "latest.weights.h5"))
+    saved = keras.models.clone_model(model)
+    saved.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    saved.optimizer.build(saved.trainable_variables)
+    saved.load_weights(os.path.join(backup, "latest.weights.h5"))
+    rec = Record()
+    model.fit(x, y, validation_split=0.2, epochs=4, batch_size=32, callbacks=cbs + [rec], verbose=0)
+    assert rec.begins == [2, 3]  # resumed at the epoch after the last backup
+    for a, b in zip(rec.weights_at_begin, saved.get_weights()):
+        np.testing.assert_allclose(a, b)
+    log = find_runlog(cbs)
+    assert [r["epoch"] for r in log.of("epoch")] == [0, 1, 2, 3]  # nothing lost, nothing twice
+    assert any(e["event"] == "resume" for e in log.of("event"))
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * 20
+    rows = open(os.path.join(find_run_dir(cbs), "history.csv")).read().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    assert not os.path.exists(backup)
+    assert run_dir != find_run_dir(cbs)  # renamed at the (successful) end
+
+
+def test_pydataset_and_subclassed_model(tmp_path, small):
+    x, y = small
+
+    class Seq(keras.utils.PyDataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.h = L.Dense(32, activation="relu")
+            self.o = L.Dense(10, activation="softmax")
+
+        def call(self, inputs, training=False):
+            return self.o(self.h(inputs))
+
+    model = Net()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model(x[:2])
+    cbs = recipe(tmp_path, monitor_interval=3)
+    model.fit(Seq(), validation_data=(x[600:], y[600:]), epochs=2, callbacks=cbs, verbose=0)
+    log = find_runlog(cbs)
+    assert log.meta["has_validation"] is True and log.meta["steps_per_epoch"] == 10
+    assert {r["layer"] for r in log.of("layer")} == {"dense", "dense_1"}
+    assert all(r["grad_norm"] is not None for r in log.of("layer"))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data needs the TensorFlow backend")
+def test_tf_data_and_tensorboard(tmp_path, small):
+    import tensorflow as tf
+
+    x, y = small
+    ds = tf.data.Dataset.from_tensor_slices((x[:512], y[:512])).batch(64)
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path, tensorboard=True)
+    assert any(isinstance(cb, keras.callbacks.TensorBoard) for cb in cbs)
+    model.fit(ds, validation_data=ds.take(2), epochs=2, callbacks=cbs, verbose=0)
+    log = find_runlog(cbs)
+    assert log.of("layer") and log.meta["has_validation"] is True
+    assert os.path.isdir(os.path.join(find_run_dir(cbs), "tensorboard"))
+
+
+def test_tensorboard_skipped_silently_when_not_installed(tmp_path, monkeypatch):
+    import kerasrecipe.recipe as recipe_mod
+
+    monkeypatch.setattr(recipe_mod, "_tensorboard_available", lambda: False)
+    cbs = kr.default(run_root=str(tmp_path), tensorboard=True)
+    assert not any(isinstance(cb, keras.callbacks.TensorBoard) for cb in cbs)
+
+
+def test_bad_arguments_raise_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown RecipeConfig field"):
+        kr.default(run_root=str(tmp_path), no_such_field=1)
+    with pytest.raises(ConfigError, match="plateau_factor"):
+        kr.default(run_root=str(tmp_path), plateau_factor=2.0)
+    with pytest.raises(InputTypeError, match="probe_data"):
+        kr.default(run_root=str(tmp_path), probe_data=np.zeros(3))
+    with pytest.raises(InputTypeError, match="RunLogger"):
+        find_runlog([keras.callbacks.History()])
+
+
+def test_run_dir_given_is_kept_and_default_names_are_unique(tmp_path):
+    a = find_run_dir(kr.default(run_root=str(tmp_path)))
+    b = find_run_dir(kr.default(run_root=str(tmp_path)))
+    assert a != b and os.path.isdir(a) and os.path.isdir(b)
+    mine = str(tmp_path / "mine")
+    cbs = kr.default(run_dir=mine)
+    assert find_run_dir(cbs) == mine and os.path.isdir(mine)
