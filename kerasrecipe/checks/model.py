@@ -1,0 +1,156 @@
+"""Model checks that do not train: parameter count (C7), initial loss (C1), batch independence (C6)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kerasrecipe.checks.context import all_layers
+from kerasrecipe.checks.sample import leaves, take
+from kerasrecipe.checks.targets import BIAS_FIX, _needs, expected_initial_loss
+
+PARAMS_PER_SAMPLE_WARN = 100.0   # C7: "don't fit 1M parameters on 10k samples"
+
+
+# ---------------------------------------------------------------------- C7
+def check_params(ctx, row):
+    _ = ctx.pred0  # builds an unbuilt model, like fit would
+    params = int(ctx.model.count_params())
+    trainable = int(sum(int(np.prod(v.shape)) for v in ctx.model.trainable_variables))
+    n = ctx.train.n_total or ctx.train.n
+    ratio = params / max(n, 1)
+    per_layer = sorted(((layer.name, int(layer.count_params())) for layer in getattr(ctx.model, "layers", [])
+                        if layer.built), key=lambda t: -t[1])[:3]
+    row.evidence.update({"params": params, "trainable_params": trainable, "samples": n,
+                         "samples_known": ctx.train.n_total is not None, "params_per_sample": ratio,
+                         "largest_layers": dict(per_layer)})
+    approx = "" if ctx.train.n_total is not None else " (at least; the data size is unknown)"
+    row.summary = f"{params:,} parameters ({trainable:,} trainable) for {n:,} samples{approx}: {ratio:.3g} per sample"
+    if ratio > PARAMS_PER_SAMPLE_WARN:
+        row.add("overfitting", "warning", row.summary + ": the model can memorise the data",
+                "expect overfitting: use a smaller model, more data or augmentation, weight decay/dropout, early "
+                "stopping (C7, F1, F4)")
+
+
+# ---------------------------------------------------------------------- C1
+def _has_bias_at_prior(ctx):
+    from kerasrecipe.checks.introspect import output_dense
+
+    layer = output_dense(ctx.model)
+    if layer is None or getattr(layer, "bias", None) is None:
+        return None
+    b = np.asarray(layer.bias.numpy() if hasattr(layer.bias, "numpy") else layer.bias)
+    return bool(np.any(np.abs(b) > 1e-8))
+
+
+def check_initial_loss(ctx, row):
+    if not _needs(ctx, row):
+        return
+    if not ctx.single_output or not isinstance(ctx.pred0, np.ndarray):
+        return row.skip("multi-output model")
+    y = ctx.y_probe
+    exp = expected_initial_loss(ctx.loss.kind, ctx.task, y, ctx.units)
+    if exp is None:
+        return row.skip(f"no expected initial value for the loss {ctx.loss.name!r} on this task")
+    try:
+        measured = ctx.loss.mean(y, ctx.pred0)
+    except Exception as e:  # shape mismatches are reported by the targets check
+        return row.skip(f"the loss cannot be computed on the targets ({type(e).__name__}: {str(e)[:120]})")
+    uni, pri = exp["uniform"], exp["prior"]
+    bias_set = _has_bias_at_prior(ctx)
+    ref_name = "prior" if abs(measured - pri) <= abs(measured - uni) else "uniform"
+    ref = pri if ref_name == "prior" else uni
+    row.evidence.update({"measured": measured, "expected_uniform": uni, "expected_prior": pri,
+                         "reference": ref_name, "formula": exp["formula"], "output_bias_set": bias_set,
+                         "samples": int(len(y))})
+    row.summary = f"initial loss {measured:.4g}; expected {exp['formula']}"
+    regression = ctx.loss.kind in ("mse", "mae")
+    if not math.isfinite(measured):
+        row.add("initial_loss", "error", f"the initial loss is {measured}: NaN/Inf before any training",
+                "check the inputs for NaN/Inf and the loss for log(0) (probabilities with from_logits=False "
+                "reaching 0) (G2)")
+        return
+    if ref <= 0:
+        return
+    ratio = measured / ref
+    row.evidence["ratio"] = ratio
+    hi_warn, hi_fail = (3.0, 100.0) if regression else (1.5, 5.0)
+    fix = ("scale the inputs (B3) and use the default initialisers (He/Glorot, E2); set the output bias with "
+           f"{BIAS_FIX}")
+    if ratio > hi_fail:
+        row.add("initial_loss", "error", f"the initial loss {measured:.4g} is {ratio:.1f}x the expected "
+                f"{ref:.4g}: the outputs at initialisation are far too confident or far off", fix)
+    elif ratio > hi_warn:
+        row.add("initial_loss", "warning", f"the initial loss {measured:.4g} is {ratio:.1f}x the expected "
+                f"{ref:.4g} ({exp['formula']})", fix)
+    elif ratio < 0.5 and not regression:
+        row.add("initial_loss", "info", f"the initial loss {measured:.4g} is well below the prior's {ref:.4g}: "
+                "the model is already trained (fine if pretrained), or the targets leak into the inputs")
+    if regression:
+        yf = y.reshape(len(y), -1).astype("float64")
+        if float(np.mean(yf.mean(0) ** 2)) > float(np.mean(yf.var(0))) and not bias_set:
+            row.add("initial_loss", "info", f"the output starts near 0 but the target mean is "
+                    f"{float(np.mean(yf.mean(0))):.4g}: the first steps only learn the offset",
+                    f"set the output bias to the target mean with {BIAS_FIX}")
+    elif ref_name == "uniform" and pri < 0.8 * uni:
+        row.add("initial_loss", "info", f"imbalanced targets: the loss starts at ~{uni:.4g} = the uniform guess, "
+                f"while predicting the priors gives {pri:.4g}", f"initialise the output bias with {BIAS_FIX}")
+
+
+# ---------------------------------------------------------------------- C6
+def check_batch_independence(ctx, row):
+    import keras
+
+    from kerasrecipe.backend_ops import input_grad
+
+    x = ctx.single_input
+    if x is None:
+        return row.skip("multi-input model: checked for single-input models")
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        return row.skip("integer inputs (token ids): there is no gradient with respect to them")
+    if not ctx.single_output:
+        return row.skip("multi-output model")
+    B = min(8, ctx.train.n)
+    if B < 2:
+        return row.skip("needs at least 2 samples")
+    xb = np.asarray(take(x, ctx.probe_idx[:B]), dtype="float32")
+    pred = ctx.pred0
+    out_dim = int(np.prod(pred.shape[1:])) if pred.ndim > 1 else 1
+    rng = np.random.default_rng(ctx.seed)
+    w = rng.standard_normal(out_dim).astype("float32")
+    leaks, own = [], []
+    for i in (B // 2,):  # one sample in the middle: both earlier and later samples are probed
+        def scalar(out, i=i):
+            o = keras.ops.reshape(out[i], (-1,))
+            return keras.ops.sum(o * keras.ops.convert_to_tensor(w))
+        g = input_grad(ctx.model, xb, scalar, training=False).reshape(B, -1)
+        mine = float(np.max(np.abs(g[i])))
+        others = np.delete(np.abs(g), i, axis=0)
+        leak = float(others.max()) if others.size else 0.0
+        leaks.append(leak)
+        own.append(mine)
+    scale = max(max(own), 1e-12)
+    rel = max(leaks) / scale
+    bn = ctx.has_layer("BatchNormalization", "GroupNormalization", "SyncBatchNormalization")
+    row.evidence.update({"batch": B, "mode": "inference", "own_grad_max": max(own), "other_grad_max": max(leaks),
+                         "relative_leak": rel, "has_batchnorm": bn,
+                         "note": "run in inference mode: BatchNormalization in training mode normalises with the "
+                                 "batch's own mean and variance, so gradients legitimately flow between samples "
+                                 "there; in inference mode it uses fixed statistics and any cross-sample "
+                                 "gradient is a bug"})
+    if max(leaks) > 1e-6 * max(1.0, scale) and rel > 1e-5:
+        row.summary = (f"the output of sample i has gradient {max(leaks):.3g} w.r.t. other samples' inputs "
+                       f"(own: {max(own):.3g}): samples are mixed across the batch")
+        row.add("batch_mixing", "error", row.summary,
+                "look for ops over axis 0 (mean/sum/softmax over the batch), reshapes/transposes that move the "
+                "batch axis, or a view()/reshape across samples (C6)")
+    elif max(own) == 0.0:
+        row.summary = "the output does not depend on the inputs at all (zero input gradient)"
+        row.add("no_better_than_baseline", "warning", row.summary + ": the inputs do not reach the output",
+                "check for layers that zero, mask or detach the input (stop_gradient)")
+    else:
+        row.summary = (f"independent: gradient of sample i's output reaches only sample i (batch of {B}, "
+                       "inference mode" + (", BatchNorm uses moving statistics" if bn else "") + ")")
+
+
+

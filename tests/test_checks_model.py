@@ -1,0 +1,167 @@
+"""Target/loss, output/loss, initial loss (C1), parameter count (C7) and batch independence (C6)."""
+import math
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+import kerasrecipe as kr
+from kerasrecipe.checks.introspect import output_activation, output_dense, resolve_loss
+
+
+def model(d=8, units=3, act="softmax", loss="sparse_categorical_crossentropy", hidden=8, extra=None):
+    layers = [keras.Input((d,)), keras.layers.Dense(hidden, activation="relu")]
+    layers += list(extra or [])
+    layers.append(keras.layers.Dense(units, activation=act))
+    m = keras.Sequential(layers)
+    m.compile("adam", loss)
+    return m
+
+
+def run(m, x, y, checks, **kw):
+    return kr.preflight(m, x, y, checks=checks, verbose=0, time_budget=None, **kw)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 8)).astype("float32")
+    y = (np.arange(300) % 3).astype("int32")
+    return x, y
+
+
+def test_introspection_of_output_and_loss():
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Activation("softmax")])
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=False))
+    assert output_activation(m) == "softmax" and output_dense(m) is m.layers[0]
+    info = resolve_loss(m)
+    assert info.kind == "sparse_cce" and info.from_logits is False
+    inp = keras.Input((4,))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(5)(inp))
+    f = keras.Model(inp, out)
+    f.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    assert output_activation(f) == "sigmoid" and resolve_loss(f).from_logits is True
+    assert resolve_loss(keras.Sequential([keras.layers.Dense(1)])) is None  # not compiled
+
+
+def test_targets_fit_the_loss(data):
+    x, y = data
+    assert run(model(), x, y, ["targets"])["targets"].status == "passed"
+    onehot = keras.utils.to_categorical(y, 3)
+    row = run(model(), x, onehot, ["targets"])["targets"]
+    assert row.status == "failed" and row.tags == ["wrong_loss"]  # one-hot to a sparse loss
+    row = run(model(loss="categorical_crossentropy"), x, y, ["targets"])["targets"]
+    assert row.status == "failed" and row.tags == ["wrong_loss"]  # ids to a one-hot loss
+    assert run(model(loss="categorical_crossentropy"), x, onehot, ["targets"])["targets"].status == "passed"
+    row = run(model(), x, y + 2, ["targets"])["targets"]
+    assert row.status == "failed" and row.tags == ["label_mismatch"] and "0..2" in row.issues[0].message
+    row = run(model(), x, y + 0.5, ["targets"])["targets"]
+    assert row.tags == ["label_mismatch"]
+    row = run(model(units=1, act="sigmoid", loss="binary_crossentropy"), x, y, ["targets"])["targets"]
+    assert row.tags == ["wrong_loss"]  # labels 0..2 with a binary loss
+    yr = (x[:, 0] * 80 + 150).astype("float32")
+    row = run(model(units=1, act="linear", loss="mse"), x, yr, ["targets"])["targets"]
+    assert row.status == "warning" and row.tags == ["unscaled_target"]
+    yr_std = (yr - yr.mean()) / yr.std()
+    assert run(model(units=1, act="linear", loss="mse"), x, yr_std, ["targets"])["targets"].status == "passed"
+
+
+@pytest.mark.parametrize("units,act,loss,tag", [
+    (1, "softmax", "binary_crossentropy", "wrong_output_activation"),
+    (3, "sigmoid", "sparse_categorical_crossentropy", "wrong_output_activation"),
+    (3, "softmax", keras.losses.SparseCategoricalCrossentropy(from_logits=True), "wrong_loss"),
+    (3, "linear", "sparse_categorical_crossentropy", "wrong_loss"),
+    (3, "relu", "sparse_categorical_crossentropy", "wrong_output_activation"),
+    (3, "softmax", "binary_crossentropy", "wrong_loss"),
+])
+def test_output_loss_mismatches_fire(data, units, act, loss, tag):
+    x, y = data
+    if units == 1:
+        y = (y > 0).astype("float32")
+    row = run(model(units=units, act=act, loss=loss), x, y, ["output_loss"])["output_loss"]
+    assert row.status == "failed" and row.tags == [tag], row.summary
+
+
+def test_output_loss_quiet_on_good_pairs_and_squashing_regression(data):
+    x, y = data
+    assert run(model(), x, y, ["output_loss"])["output_loss"].status == "passed"
+    logits = model(act="linear", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert run(logits, x, y, ["output_loss"])["output_loss"].status == "passed"
+    yr = x[:, 0] * 5 + 3
+    row = run(model(units=1, act="sigmoid", loss="mse"), x, yr, ["output_loss"])["output_loss"]
+    assert row.status == "failed" and row.tags == ["wrong_output_activation"]
+    row = run(model(units=1, act="relu", loss="mse"), x, x[:, 0], ["output_loss"])["output_loss"]
+    assert row.tags == ["wrong_output_activation"]  # relu output, negative targets
+    yp = 1 / (1 + np.exp(-x[:, 0]))
+    assert run(model(units=1, act="sigmoid", loss="mse"), x, yp, ["output_loss"])["output_loss"].status == "passed"
+
+
+def test_initial_loss_matches_the_prior_and_fires_when_far_off(data):
+    x, y = data
+    row = run(model(), x, y, ["initial_loss"])["initial_loss"]
+    assert row.status == "passed"
+    assert abs(row.evidence["expected_uniform"] - math.log(3)) < 1e-9
+    assert abs(row.evidence["measured"] - math.log(3)) < 0.5
+    # huge inputs: overconfident random logits at init
+    row = run(model(), x * 200, y, ["initial_loss"])["initial_loss"]
+    assert row.status == "failed" and row.tags == ["initial_loss"] and row.evidence["ratio"] > 5
+    # binary balanced: log 2
+    yb = (np.arange(300) % 2).astype("float32")
+    row = run(model(units=1, act="sigmoid", loss="binary_crossentropy"), x, yb, ["initial_loss"])["initial_loss"]
+    assert abs(row.evidence["expected_uniform"] - math.log(2)) < 1e-9 and row.status == "passed"
+    # regression: var(y) with the bias at the mean, mean(y^2) with a zero bias
+    yr = (x[:, 0] + 0.5 * x[:, 1]).astype("float32")
+    row = run(model(units=1, act="linear", loss="mse"), x, yr, ["initial_loss"])["initial_loss"]
+    assert abs(row.evidence["expected_prior"] - float(np.var(yr[:300]))) < 1e-6
+    assert row.status != "failed"
+
+
+def test_initial_loss_equals_prior_entropy_after_set_output_bias(data):
+    x, _ = data
+    y = np.zeros(300, "int32")
+    y[:30] = 1
+    y[30:45] = 2
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    row = run(m, x, y, ["initial_loss"])["initial_loss"]
+    assert abs(row.evidence["measured"] - math.log(3)) < 1e-4  # zero kernel, zero bias: uniform
+    assert "set_output_bias" in (row.fix or "")  # imbalanced: advice to initialise the bias (C2)
+    kr.init.set_output_bias(m, y)
+    row = run(m, x, y, ["initial_loss"])["initial_loss"]
+    p = np.bincount(y) / len(y)
+    assert row.evidence["reference"] == "prior"
+    assert abs(row.evidence["measured"] - float(-(p * np.log(p)).sum())) < 1e-4
+
+
+def test_params_against_samples(data):
+    x, y = data
+    row = run(model(), x, y, ["params"])["params"]
+    assert row.status == "passed" and row.evidence["params"] == 8 * 8 + 8 + 8 * 3 + 3
+    big = model(hidden=512, extra=[keras.layers.Dense(512, activation="relu")])
+    row = run(big, x[:100], y[:100], ["params"])["params"]
+    assert row.status == "warning" and row.tags == ["overfitting"] and row.evidence["params_per_sample"] > 100
+
+
+@keras.saving.register_keras_serializable("kr_test")
+class MixBatch(keras.layers.Layer):
+    """A batch-mixing bug: subtracts the batch mean."""
+
+    def call(self, x):
+        return x - ops.mean(x, axis=0, keepdims=True)
+
+
+def test_batch_independence(data):
+    x, y = data
+    row = run(model(), x, y, ["batch_independence"])["batch_independence"]
+    assert row.status == "passed" and row.evidence["mode"] == "inference"
+    bad = model(extra=[MixBatch()])
+    row = run(bad, x, y, ["batch_independence"])["batch_independence"]
+    assert row.status == "failed" and row.tags == ["batch_mixing"] and row.evidence["relative_leak"] > 1e-3
+    # BatchNorm mixes samples only in training mode: in inference mode it passes, and says why
+    bn = model(extra=[keras.layers.BatchNormalization()])
+    row = run(bn, x, y, ["batch_independence"])["batch_independence"]
+    assert row.status == "passed" and row.evidence["has_batchnorm"]
+    assert "BatchNormalization in training mode" in row.evidence["note"]
