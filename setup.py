@@ -64,7 +64,7 @@ class BuildExt(build_ext):
             os.makedirs(tmp, exist_ok=True)
             import pybind11
 
-            headers = glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
+            headers = glob.glob("csrc/*.h") + glob.glob("csrc/cuda/*.h") + glob.glob("csrc/cuda/*.cuh")
             newest_header = max((os.path.getmtime(h) for h in headers), default=0.0)
             for src in CUDA_SOURCES:
                 obj = os.path.join(tmp, os.path.basename(src) + ".o")

@@ -76,6 +76,8 @@ def main():
     t_copy_torch = median_time(lambda: tdst.copy_(t), repeats=REPEATS)
     t_floor = min(t_copy_np, t_copy_torch)
     floor_name = "np.copyto" if t_copy_np <= t_copy_torch else "torch copy_"
+    console.print(f"stats: ours {t_ours * 1e3:.2f} ms, NumPy {t_np * 1e3:.1f} ms, torch {t_torch * 1e3:.1f} ms, "
+                  f"copy {t_floor * 1e3:.2f} ms")
     rows += [
         ("stats 64x64x64x64 f32", "kerasrecipe activation_stats", t_ours, ""),
         ("", "NumPy, nine numbers separately", t_np, f"{t_np / t_ours:.1f}x slower than ours (target >= 30x)"),
@@ -92,7 +94,7 @@ def main():
     tgrads = [g.copy() for g in grads]
     params = []
     for g in tgrads:
-        p = torch.nn.Parameter(torch.empty(0))
+        p = torch.nn.Parameter(torch.empty(g.shape))
         p.grad = torch.from_numpy(g)
         params.append(p)
     max_norm = 1e-3  # every call scales (coef < 1 even once clipped, because of eps)

@@ -77,7 +77,7 @@ def main():
         g = grads(shapes)
         params = []
         for t in grads(shapes):
-            p = torch.nn.Parameter(torch.empty(0, device=dev))
+            p = torch.nn.Parameter(torch.empty_like(t))
             p.grad = t
             params.append(p)
         max_norm = 1e-3  # every call scales

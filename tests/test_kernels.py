@@ -15,19 +15,13 @@ def oracle_stats(x, saturation=0.99, bins=None):
     if bins is None:
         pos = 2.0 ** np.arange(-20, 13)
         edges = np.concatenate([-pos[::-1], pos])
-        hist = np.zeros(65, np.int64)
-        for v in fin:
-            a = abs(v)
-            if a < 2.0 ** -20:
-                hist[32] += 1
-                continue
-            e = min(max(math.floor(math.log2(a)), -20), 11)
-            if 2.0 ** e > a:  # log2 rounding guard
-                e -= 1
-            elif 2.0 ** (e + 1) <= a and e < 11:
-                e += 1
-            m = e + 20
-            hist[33 + m if v > 0 else 31 - m] += 1
+        a = np.abs(fin)
+        with np.errstate(divide="ignore"):
+            e = np.floor(np.log2(np.where(a > 0, a, 1.0)))
+        e = e - (np.exp2(e) > a) + (np.exp2(e + 1) <= a)  # guard log2 rounding at powers of two
+        m = np.clip(e, -20, 11).astype(np.int64) + 20
+        idx = np.where(a < 2.0 ** -20, 32, np.where(fin > 0, 33 + m, 31 - m))
+        hist = np.bincount(idx, minlength=65).astype(np.int64)
     else:
         lo, hi, n = bins
         edges = np.linspace(lo, hi, n + 1)
@@ -233,7 +227,7 @@ def assert_native_exact(got, want, x):
         assert abs(got["std"] - want["std"]) <= 1e-9 * want["std"] + 1e-6 * m, (got["std"], want["std"])
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(x=float_arrays(), uniform=st.booleans(), sat=st.sampled_from([0.5, 0.99, 1e4]))
 def test_stats_match_float64_oracle(x, uniform, sat):
     bins = (-2.5, 3.0, 23) if uniform else None
@@ -241,7 +235,7 @@ def test_stats_match_float64_oracle(x, uniform, sat):
     assert_native_exact(got, oracle_stats(x, sat, bins), x)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(xs=st.lists(float_arrays(max_side=20), min_size=0, max_size=6))
 def test_stats_many_matches_single(xs):
     many = K.activation_stats_many(xs)
@@ -251,7 +245,8 @@ def test_stats_many_matches_single(xs):
 
 
 def oracle_clip(arrays, max_norm, eps=1e-6):
-    norm = math.sqrt(sum(float(np.sum(np.square(np.asarray(a, np.float64)))) for a in arrays))
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = math.sqrt(sum(float(np.sum(np.square(np.asarray(a, np.float64)))) for a in arrays))
     coef = max_norm / (norm + eps)
     coef = coef if (math.isnan(coef) or coef < 1) else 1.0
     out = []
@@ -262,7 +257,7 @@ def oracle_clip(arrays, max_norm, eps=1e-6):
     return out, norm
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(xs=st.lists(float_arrays(max_side=30), min_size=1, max_size=5), max_norm=st.sampled_from([1e-3, 1.0, 5.0, 1e6]))
 def test_clip_matches_oracle(xs, max_norm):
     xs = [np.array(x) if not x.flags.writeable else x for x in xs]
@@ -281,7 +276,7 @@ def test_clip_matches_oracle(xs, max_norm):
 
 def test_large_multichunk_and_thread_independence(monkeypatch):
     rng = np.random.default_rng(3)
-    x = np.maximum(rng.standard_normal(3_000_017), 0).astype(np.float32) * 5 + 1000
+    x = np.maximum(rng.standard_normal(1_500_017), 0).astype(np.float32) * 5 + 1000
     x[::1001] = np.nan
     want = oracle_stats(x, bins=(990.0, 1020.0, 64))
     results = []

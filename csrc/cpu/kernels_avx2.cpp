@@ -3,11 +3,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <vector>
 #include "common.h"
 #include "cpu/kernels.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC target("avx2,fma")
+#define KR_AVX2_COPY 1
 #endif
 #define KR_SIMD_NS kr::simd_avx2
 #include "cpu/simd_kernels.h"

@@ -32,6 +32,22 @@ KR_INL V loadu(const void* p) {
     return v;
 }
 
+// float32 x8 -> two float64 x4 (vcvtps2pd ymm on AVX; generic code elsewhere)
+KR_INL d4 widen_lo(f8 v) {
+#if defined(KR_AVX2_COPY)
+    return (d4)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+#else
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), d4);
+#endif
+}
+KR_INL d4 widen_hi(f8 v) {
+#if defined(KR_AVX2_COPY)
+    return (d4)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#else
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), d4);
+#endif
+}
+
 KR_INL double hsum(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 KR_INL int64_t hsum(i8 v) {
     int64_t s = 0;
@@ -77,24 +93,22 @@ inline void stats_f32_impl(const float* x, int64_t n, float satf, HistSink& hs, 
         const float* p = x + b;
         const double K = double(Kf);
         const f8 vK = Kf - (f8){};
-        i8 czero = {}, csat = {}, cnan = {}, cinf = {};
+        i8 czero = {}, csat = {}, cfin = {};
         f8 vmin = __builtin_inff() - (f8){}, vmax = -__builtin_inff() - (f8){};
         d4 s1a = {}, s2a = {};
         const int64_t full = m & ~int64_t(7);
-        const int64_t nv = (m + 7) / 8;
         auto body = [&](const f8 v) __attribute__((always_inline)) {
             const i8 bits = (i8)v;
             const i8 ab = bits & 0x7fffffff;
             const i8 fin = ab < 0x7f800000;
-            cnan -= (ab > 0x7f800000);
-            cinf -= (ab == 0x7f800000);
+            cfin -= fin;
             czero -= (ab == 0);
             csat -= ((f8)ab >= satf);  // includes +-Inf: subtracted per sub-block
             const f8 vm = fin ? v : vK;
             vmin = vm < vmin ? vm : vmin;
             vmax = vm > vmax ? vm : vmax;
-            const d4 dlo = __builtin_convertvector(__builtin_shufflevector(vm, vm, 0, 1, 2, 3), d4) - K;
-            const d4 dhi = __builtin_convertvector(__builtin_shufflevector(vm, vm, 4, 5, 6, 7), d4) - K;
+            const d4 dlo = widen_lo(vm) - K;
+            const d4 dhi = widen_hi(vm) - K;
             s1a += dlo + dhi;
             s2a += dlo * dlo + dhi * dhi;
             if (MODE == kr::HIST_LOG2) {
@@ -122,9 +136,12 @@ inline void stats_f32_impl(const float* x, int64_t n, float satf, HistSink& hs, 
             for (int k = 0; k < 8; ++k) pad[k] = (full + k < m) ? p[full + k] : __builtin_nanf("");
             body(loadu<f8>(pad));
         }
-        const int64_t padded = nv * 8 - m;
-        const int64_t nnan = hsum(cnan) - padded, ninf = hsum(cinf);
-        const int64_t nb = m - nnan - ninf;
+        const int64_t nb = hsum(cfin);
+        int64_t ninf = 0;
+        if (nb < m) {  // rare: this sub-block holds NaN/Inf; tell them apart
+            for (int64_t k = 0; k < m; ++k) ninf += (kr::f2u(p[k]) & 0x7fffffffu) == 0x7f800000u;
+        }
+        const int64_t nnan = m - nb - ninf;
         acc.nan += nnan; acc.inf += ninf; acc.zeros += hsum(czero); acc.sat += hsum(csat) - ninf;
         if (nb > 0) {
             const double S1 = hsum(s1a), S2 = hsum(s2a);
