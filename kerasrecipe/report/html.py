@@ -311,8 +311,10 @@ def section_curves(d: RunData) -> str:
                 "(G1: train↓ val↑ overfitting; both flat: stuck; train↑: optimisation problem).")
     events = [e for e in log.of("event")]
     if events:
+        skip = {"kind", "time", "epoch", "step", "event", "message"}
         rows = [[fmt(e.get("epoch") + 1 if e.get("epoch") is not None else None), fmt(e.get("step")),
-                 fmt(e.get("event")), fmt(e.get("message"))] for e in events]
+                 fmt(e.get("event")),
+                 fmt(e.get("message") or {k: v for k, v in e.items() if k not in skip} or None)] for e in events]
         out += "<h3>Events</h3>" + table(["epoch", "step", "event", "message"], rows)
     return out
 

@@ -54,9 +54,19 @@ def _has_finite(a) -> bool:
     return bool(np.any(np.isfinite(np.asarray(a, dtype=np.float64))))
 
 
-def _positive_log(ax, values) -> None:
+def _pos(a) -> np.ndarray:
+    """Values for a log axis: non-positive ones become NaN (a gap, not a plunge to -inf)."""
+    a = np.array(a, dtype=np.float64)
+    a[~(a > 0)] = np.nan
+    return a
+
+
+def _positive_log(ax, values, *, all_positive: bool = False) -> None:
+    """Log y scale when the values are positive: any of them (norms, ratios: zeros become gaps),
+    or, with `all_positive`, all of them (losses: a negative loss keeps the linear scale)."""
     a = np.asarray(values, dtype=np.float64)
-    if np.any(np.isfinite(a) & (a > 0)):
+    a = a[np.isfinite(a)]
+    if a.size and (np.all(a > 0) if all_positive else np.any(a > 0)):
         ax.set_yscale("log")
 
 
@@ -146,7 +156,7 @@ def curves_plot(epoch_records: Sequence[dict], batch_records: Sequence[dict] = (
             ax.axvline(epochs[best], color=COLORS[1], ls=":", lw=1)
             ax.annotate(f"best val {vl[best]:.4g}", (epochs[best], vl[best]), textcoords="offset points", ha="right",
                         xytext=(-4, 8), fontsize=8, color=COLORS[1])
-    _positive_log(ax, np.concatenate([series("loss"), series("val_loss")]))
+    _positive_log(ax, np.concatenate([series("loss"), series("val_loss")]), all_positive=True)
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.25)
     ax.legend(loc="upper right", fontsize=8)
@@ -171,9 +181,9 @@ def curves_plot(epoch_records: Sequence[dict], batch_records: Sequence[dict] = (
         ax = axes[row]
         if batch_records and steps_per_epoch and any(b.get("lr") is not None for b in batch_records):
             bx = np.asarray([(int(b.get("step", 0)) + 1) / float(steps_per_epoch) for b in batch_records])
-            ax.plot(bx, _finite([b.get("lr") for b in batch_records]), color=COLORS[4], lw=1.2, label="lr (batch)")
+            ax.plot(bx, _pos(_finite([b.get("lr") for b in batch_records])), color=COLORS[4], lw=1.2, label="lr (batch)")
         if _has_finite(lr):
-            ax.plot(epochs, lr, "o", ms=3, color=COLORS[3], label="lr (epoch end)")
+            ax.plot(epochs, _pos(lr), "o", ms=3, color=COLORS[3], label="lr (epoch end)")
         _positive_log(ax, lr)
         ax.set_ylabel("learning rate")
         ax.grid(True, which="both", alpha=0.25)
@@ -240,7 +250,7 @@ def activation_lines_plot(layer_records: Sequence[dict]):
     for i, n in enumerate(names):
         c = COLORS[i % len(COLORS)] if i < len(COLORS) else None
         a1.plot(steps, mean[i], "-", marker=".", color=c, lw=1.2, label=n)
-        a2.plot(steps, std[i], "-", marker=".", color=c, lw=1.2, label=n)
+        a2.plot(steps, _pos(std[i]), "-", marker=".", color=c, lw=1.2, label=n)
     a1.set_title("activation mean", fontsize=10)
     a2.set_title("activation std", fontsize=10)
     _positive_log(a2, std)
@@ -379,7 +389,7 @@ def gradient_plot(grad_records: Sequence[dict], layer_records: Sequence[dict], c
                 by_source.setdefault(r.get("source") or "probe", []).append(r)
             for i, (src, recs) in enumerate(sorted(by_source.items())):
                 xs = np.asarray([int(r.get("step", 0)) for r in recs])
-                ys = _finite([r.get("global_norm") for r in recs])
+                ys = _pos(_finite([r.get("global_norm") for r in recs]))
                 style = "-" if src == "optimizer" else "-o"
                 ax.plot(xs, ys, style, ms=3, lw=1, color=COLORS[i], label=f"global norm ({src})")
                 clipped = np.asarray([bool(r.get("clipped")) for r in recs])
@@ -392,13 +402,13 @@ def gradient_plot(grad_records: Sequence[dict], layer_records: Sequence[dict], c
         elif panel == "layer":
             for i, n in enumerate(names):
                 if _has_finite(gnorm[i]):
-                    ax.plot(steps, gnorm[i], "-", marker=".", lw=1, color=COLORS[i % len(COLORS)], label=n)
+                    ax.plot(steps, _pos(gnorm[i]), "-", marker=".", lw=1, color=COLORS[i % len(COLORS)], label=n)
             _positive_log(ax, gnorm)
             ax.set_ylabel("layer grad norm")
         else:
             for i, n in enumerate(names):
                 if _has_finite(ratio[i]):
-                    ax.plot(steps, ratio[i], "-", marker=".", lw=1, color=COLORS[i % len(COLORS)], label=n)
+                    ax.plot(steps, _pos(ratio[i]), "-", marker=".", lw=1, color=COLORS[i % len(COLORS)], label=n)
             ax.axhspan(1e-4, 1e-2, color=COLORS[2], alpha=0.08)
             ax.axhline(1e-3, color=COLORS[2], ls="--", lw=1, label="1e-3 (G4)")
             _positive_log(ax, ratio)
