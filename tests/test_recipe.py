@@ -194,32 +194,37 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
     x, y = small
     model = mlp()
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    crash = Crash(epoch=2, batch=5)
-    cbs = recipe(tmp_path, monitor_health=False) + [crash]
+    run_dir = str(tmp_path / "run")
+    cbs = kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False)
+    fit = dict(x=x, y=y, validation_split=0.2, epochs=4, batch_size=32, verbose=0)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        model.fit(x, y, validation_split=0.2, epochs=4, batch_size=32, callbacks=cbs, verbose=0)
-    run_dir = find_run_dir(cbs)
-    from kerasrecipe.callbacks import RecipeBackup
-
-    backup = next(cb for cb in cbs if isinstance(cb, RecipeBackup)).directory
-    assert os.path.exists(os.path.join(backup, "latest.weights.h5"))
+        model.fit(callbacks=cbs + [Crash(epoch=1, batch=5)], **fit)
+    # same callbacks, fit again: resumes at epoch 1, then crashes again in epoch 2
+    rec1 = Record()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(callbacks=cbs + [rec1, Crash(epoch=2, batch=3)], **fit)
+    assert rec1.begins == [1, 2]
+    backup = os.path.join(run_dir, "backup")
     saved = keras.models.clone_model(model)
     saved.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     saved.optimizer.build(saved.trainable_variables)
     saved.load_weights(os.path.join(backup, "latest.weights.h5"))
-    rec = Record()
-    model.fit(x, y, validation_split=0.2, epochs=4, batch_size=32, callbacks=cbs + [rec], verbose=0)
-    assert rec.begins == [2, 3]  # resumed at the epoch after the last backup
-    for a, b in zip(rec.weights_at_begin, saved.get_weights()):
+    # a new process would build new callbacks on the same run directory: that resumes too
+    rec2 = Record()
+    cbs2 = kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False)
+    model.fit(callbacks=cbs2 + [rec2], **fit)
+    assert rec2.begins == [2, 3]  # resumed at the epoch after the last backup
+    for a, b in zip(rec2.weights_at_begin, saved.get_weights()):
         np.testing.assert_allclose(a, b)
-    log = find_runlog(cbs)
+    log = kr.RunLog.load(run_dir)
     assert [r["epoch"] for r in log.of("epoch")] == [0, 1, 2, 3]  # nothing lost, nothing twice
-    assert any(e["event"] == "resume" for e in log.of("event"))
+    assert len([e for e in log.of("event") if e["event"] == "resume"]) == 2
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * 20
-    rows = open(os.path.join(find_run_dir(cbs), "history.csv")).read().strip().splitlines()
+    rows = open(os.path.join(run_dir, "history.csv")).read().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
-    assert not os.path.exists(backup)
-    assert run_dir != find_run_dir(cbs)  # renamed at the (successful) end
+    assert not os.path.exists(backup) and find_run_dir(cbs2) == run_dir  # a given run_dir is never renamed
+    es = next(cb for cb in cbs2 if isinstance(cb, keras.callbacks.EarlyStopping))
+    assert es.best == pytest.approx(min(log.epoch_series("val_loss")))  # early stopping's state came back
 
 
 def test_pydataset_and_subclassed_model(tmp_path, small):

@@ -105,6 +105,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self.tensorboard = tensorboard
         self.findings: List = []
         self._seen = set()
+        self._to_print: List = []
 
     @property
     def runlog(self):
@@ -142,14 +143,25 @@ class DiagnosisCallback(keras.callbacks.Callback):
 
         new = self._record(diagnose_run(self.runlog, live=True))
         if new and self._verbose():
-            from rich.markup import escape
+            # printed at the next epoch begin: Keras's progress bar finishes its line after us
+            self._to_print.extend(new)
 
-            styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-            for f in new:
-                self._console().print(f"[{styles.get(f.severity, '')}]finding[/] {escape(str(f))}")
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
+
+    def _print_pending(self):
+        if not self._to_print:
+            return
+        from rich.markup import escape
+
+        styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+        for f in self._to_print:
+            self._console().print(f"[{styles.get(f.severity, '')}]finding[/] {escape(str(f))}")
+        self._to_print = []
 
     def on_train_end(self, logs=None):
         ctx = self.context
+        self._print_pending()
         if self.enabled:
             from kerasrecipe.diagnose import diagnose_run, print_findings
             from kerasrecipe.diagnose.finding import sort_findings
