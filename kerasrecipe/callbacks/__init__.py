@@ -4,6 +4,7 @@ import importlib
 # public name -> module (under kerasrecipe.callbacks). Add a line when you add a callback.
 _EXPORTS = {
     "ReduceLROnPlateauAny": "plateau",
+    "OneCycleMomentum": "momentum",
     "RunLogger": "run_logger",
     "HealthMonitor": "health",
     "NaNGuard": "nan_guard",
