@@ -64,6 +64,7 @@ class CheckResult:
     issues: List[Issue] = field(default_factory=list)
     reason: Optional[str] = None
     seconds: float = 0.0
+    started_at: Optional[float] = None   # seconds into the preflight when the check started (None: not run)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -78,8 +79,7 @@ class CheckResult:
     def skip(self, reason: str) -> "CheckResult":
         self.status = "skipped"
         self.reason = reason
-        if not self.summary:
-            self.summary = reason
+        self.summary = reason
         return self
 
     def _restatus(self):
@@ -112,12 +112,14 @@ class CheckResult:
             "fix": self.fix,
             "reason": self.reason,
             "seconds": round(float(self.seconds), 4),
+            "started_at": None if self.started_at is None else round(float(self.started_at), 4),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "CheckResult":
         row = cls(d["name"], d.get("title", d["name"]), list(d.get("tips", [])), summary=d.get("summary", ""),
-                  evidence=dict(d.get("evidence", {})), reason=d.get("reason"), seconds=d.get("seconds", 0.0))
+                  evidence=dict(d.get("evidence", {})), reason=d.get("reason"), seconds=d.get("seconds", 0.0),
+                  started_at=d.get("started_at"))
         for i in d.get("issues", []):
             row.issues.append(Issue(i["tag"], i["severity"], i["message"], i.get("fix"), dict(i.get("evidence", {}))))
         row.status = d.get("status", "passed")
@@ -200,12 +202,15 @@ class PreflightReport:
     def budget(self) -> Dict[str, float]:
         """Budget accounting: the budget, the time used, per-check seconds and what was left."""
         used = {r.name: round(r.seconds, 4) for r in self.rows}
+        started = {r.name: r.started_at for r in self.rows if r.started_at is not None}
         return {
             "time_budget": self.time_budget,
             "elapsed": round(self.elapsed, 4),
             "checks_seconds": round(sum(used.values()), 4),
             "left": None if self.time_budget is None else round(self.time_budget - self.elapsed, 4),
             "per_check": used,
+            "started_at": started,
+            "started_late": [k for k, v in started.items() if self.time_budget is not None and v > self.time_budget],
             "budget_limited": [r.name for r in self.budget_skipped],
         }
 

@@ -174,6 +174,7 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
                         row.evidence["budget_limited"] = True
                         continue
                     pending = sum(c.weight for c in todo[i:] if c.name in selected and c.group == "training")
+                    row.started_at = budget.elapsed()
                     chk.fn(ctx, row, budget.deadline(chk.weight / max(pending, 1e-9)))
                 else:
                     if budget.remaining() <= 0:
@@ -181,6 +182,7 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
                                  "raise time_budget to run it")
                         row.evidence["budget_limited"] = True
                         continue
+                    row.started_at = budget.elapsed()
                     chk.fn(ctx, row)
             except (KeyboardInterrupt, SystemExit):
                 raise
