@@ -21,6 +21,8 @@ _EXPORTS = {
     "diagnose_run": ("kerasrecipe.diagnose", "diagnose_run"),
     "print_findings": ("kerasrecipe.diagnose", "print_findings"),
     "preflight": ("kerasrecipe.checks", "preflight"),
+    "PreflightReport": ("kerasrecipe.checks", "PreflightReport"),
+    "set_output_bias": ("kerasrecipe.init", "set_output_bias"),
     "seed_everything": ("kerasrecipe.seeding", "seed_everything"),
     "lr_find": ("kerasrecipe.lr_finder", "lr_find"),
     "KerasRecipeError": ("kerasrecipe.errors", "KerasRecipeError"),
