@@ -306,3 +306,255 @@ def clip_global_norm(optimizer, max_norm: float, *, eps: float = 1e-6):
         if hasattr(optimizer, attr):
             setattr(new, attr, getattr(optimizer, attr))
     return new
+
+
+# ---------------------------------------------------------------------------- presets (D5, D10)
+def adam(learning_rate=3e-4, **kwargs):
+    """Adam at 3e-4, the safe start (tip D5). Extra kwargs go to keras.optimizers.Adam."""
+    return keras.optimizers.Adam(learning_rate=_lr_arg(learning_rate), **kwargs)
+
+
+def sgd(learning_rate=1e-2, momentum=0.9, nesterov=False, **kwargs):
+    """SGD with momentum 0.9 (tip D5; try 0.5/0.9/0.99), Nesterov optional; tune the rate (lr_find)."""
+    if not (0 <= momentum < 1):
+        raise ConfigError(f"sgd momentum={momentum!r} is invalid: expected a number in [0, 1)")
+    return keras.optimizers.SGD(learning_rate=_lr_arg(learning_rate), momentum=momentum, nesterov=nesterov, **kwargs)
+
+
+def adamw(learning_rate=3e-4, weight_decay=1e-4, **kwargs):
+    """AdamW with decoupled weight decay 1e-4, the first try (tips D5, D10)."""
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ConfigError(f"adamw weight_decay={weight_decay!r} is invalid: expected a number >= 0")
+    return keras.optimizers.AdamW(learning_rate=_lr_arg(learning_rate), weight_decay=weight_decay, **kwargs)
+
+
+def _lr_arg(lr):
+    if isinstance(lr, LearningRateSchedule):
+        return lr
+    return _check_positive("learning_rate", lr)
+
+
+def from_config(config=None, steps_per_epoch: Optional[int] = None, **overrides):
+    """The optimizer a RecipeConfig names; THE one place a config becomes an optimizer.
+
+    optimizer: "adam" | "adamw" | "sgd" (momentum, nesterov) | "rmsprop"; learning rate from
+    `kerasrecipe.schedules.from_config(config, steps_per_epoch)` (schedules other than
+    "constant" and "plateau" need `steps_per_epoch`); weight_decay (adamw: 1e-4 when the config
+    says 0, D10); clipnorm -> `clip_global_norm` (D8).
+
+    Example:
+        cfg = kr.RecipeConfig(optimizer="sgd", learning_rate=0.1, schedule="cosine", clipnorm=5.0)
+        model.compile(kr.optimizers.from_config(cfg, steps_per_epoch=len(x) // cfg.batch_size), loss)
+    """
+    from kerasrecipe import schedules
+    from kerasrecipe.config import resolve_config
+
+    config = resolve_config(config, **overrides)
+    if steps_per_epoch is None:
+        if config.schedule not in ("constant", "plateau") or config.warmup_epochs:
+            raise ConfigError(
+                f"optimizers.from_config: schedule={config.schedule!r} (warmup_epochs={config.warmup_epochs}) needs "
+                "steps_per_epoch, e.g. from_config(config, steps_per_epoch=math.ceil(n_train / config.batch_size))"
+            )
+        steps_per_epoch = 1
+    lr = schedules.from_config(config, steps_per_epoch)
+    wd = config.weight_decay or None
+    name = config.optimizer
+    if name == "adam":
+        opt = keras.optimizers.Adam(lr, weight_decay=wd)
+    elif name == "adamw":
+        opt = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
+    elif name == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=wd)
+    elif name == "rmsprop":
+        opt = keras.optimizers.RMSprop(lr, weight_decay=wd)
+    else:  # pragma: no cover - RecipeConfig validates
+        raise ConfigError(f"unknown optimizer {name!r}")
+    if config.clipnorm:
+        opt = clip_global_norm(opt, config.clipnorm)
+    return opt
+
+
+# ---------------------------------------------------------------------------- layer-wise rates (D7)
+def _clone(template, lr_factor):
+    """A fresh optimizer like `template` at `lr_factor` x its rate (a schedule: PlateauAware multiplier)."""
+    from kerasrecipe.schedules import PlateauAware
+
+    config = template.get_config()
+    for k in ("max_norm", "clip_eps"):
+        config.pop(k, None)
+    config.pop("name", None)
+    lr = template._learning_rate
+    if isinstance(lr, PlateauAware):
+        config["learning_rate"] = PlateauAware(lr.schedule, lr.multiplier * lr_factor)
+    elif isinstance(lr, LearningRateSchedule):
+        config["learning_rate"] = PlateauAware(lr, lr_factor)
+    else:
+        config["learning_rate"] = _single_lr(template) * lr_factor
+    base = type(template)
+    if issubclass(base, GlobalNormClipping):
+        base = next(c for c in base.__mro__[1:] if not issubclass(c, GlobalNormClipping))
+    return base(**config)
+
+
+def _weighted_layers(layer, out=None):
+    """Leaf layers owning trainable weights, in model order (nested models flattened)."""
+    out = [] if out is None else out
+    subs = list(getattr(layer, "layers", None) or [])
+    if subs:
+        for l in subs:
+            _weighted_layers(l, out)
+    elif layer.trainable_weights:
+        out.append(layer)
+    return out
+
+
+def layerwise(model, optimizer, *, decay: float = 0.5, groups: Optional[dict] = None, num_groups: Optional[int] = None):
+    """A `keras.optimizers.MultiOptimizer` giving each layer its own learning rate (tip D7).
+
+    Two ways:
+      - geometric (default): the layers owning trainable weights, from the head (last) back to the
+        input, get rate x 1, x decay, x decay**2, ...; `num_groups` splits them into that many
+        contiguous blocks instead (each block one rate);
+      - explicit: `groups={pattern: factor}` maps a layer name, or a regex matched (re.fullmatch)
+        against layer names and variable paths, to a multiplier of the rate; other layers get
+        factor 1.
+
+    Each group is a copy of `optimizer` (same class and hyperparameters); its rate is
+    factor x the optimizer's (a schedule is shared through `PlateauAware(schedule, factor)`), so
+    `ReduceLROnPlateauAny`, `set_learning_rate` and schedules work across all groups. The map is
+    keyed by exact variable paths, so the optimizer is serializable. A clipping optimizer
+    (`clip_global_norm`) stays one global norm over all groups.
+
+    Example:
+        opt = kr.optimizers.layerwise(model, keras.optimizers.Adam(1e-3), decay=0.5)
+        opt = kr.optimizers.layerwise(model, keras.optimizers.SGD(0.1), groups={"backbone.*": 0.1})
+        model.compile(opt, loss)
+    """
+    import re
+
+    if not isinstance(model, keras.Model):
+        raise InputTypeError(f"layerwise needs a keras Model, got {type(model).__name__}")
+    if not isinstance(optimizer, keras.optimizers.Optimizer) or isinstance(
+            optimizer, (keras.optimizers.MultiOptimizer, keras.optimizers.LossScaleOptimizer)):
+        raise InputTypeError("layerwise takes one plain keras optimizer as the template (its rate is the head's)")
+    if not (0 < decay <= 1):
+        raise ConfigError(f"layerwise decay={decay!r} is invalid: expected a number in (0, 1]")
+    layers = _weighted_layers(model)
+    if not layers:
+        raise ConfigError("layerwise: the model has no trainable weights (build it and unfreeze some layers first)")
+    factors = {}  # id(layer) -> factor
+    if groups is not None:
+        if not isinstance(groups, dict) or not groups:
+            raise InputTypeError("layerwise groups must be a non-empty dict {layer name or regex: factor}")
+        for pat, f in groups.items():
+            _check_positive(f"groups[{pat!r}]", f)
+            hits = [l for l in layers if l.name == pat or re.fullmatch(pat, l.name)
+                    or any(re.fullmatch(pat, v.path) for v in l.trainable_weights)]
+            if not hits:
+                raise ConfigError(f"layerwise: group {pat!r} matches no trainable layer; layers: "
+                                  f"{[l.name for l in layers][:20]}")
+            for l in hits:
+                if id(l) in factors and factors[id(l)] != float(f):
+                    raise ConfigError(f"layerwise: layer {l.name!r} matches several groups with different factors")
+                factors[id(l)] = float(f)
+    else:
+        n = len(layers)
+        k = n if num_groups is None else int(num_groups)
+        if k <= 0:
+            raise ConfigError(f"layerwise num_groups={num_groups!r} must be > 0")
+        for i, l in enumerate(layers):
+            depth_from_head = (n - 1 - i) * k // n  # block index, 0 = head
+            factors[id(l)] = decay ** depth_from_head
+    by_factor = {}
+    for l in layers:
+        by_factor.setdefault(factors.get(id(l), 1.0), []).append(l)
+    head = max(by_factor)
+    default = _clone(optimizer, head)
+    omap = keras.optimizers.OptimizerMap(default)
+    for f, ls in sorted(by_factor.items(), reverse=True):
+        if f == head:
+            continue
+        sub = _clone(optimizer, f)
+        for l in ls:
+            for v in l.trainable_weights:
+                omap[re.escape(v.path)] = sub
+    multi = keras.optimizers.MultiOptimizer(omap)
+    if isinstance(optimizer, GlobalNormClipping):
+        multi = clip_global_norm(multi, optimizer.max_norm, eps=optimizer.clip_eps)
+    return multi
+
+
+def freeze(backbone) -> None:
+    """Freeze a backbone for training the head (tip D7): its weights stop training and its
+    BatchNormalization layers run in inference mode (Keras 3 does that for trainable=False)."""
+    backbone.trainable = False
+
+
+def unfreeze(backbone, *, keep_batchnorm_frozen: bool = True) -> None:
+    """Make the backbone trainable again for fine-tuning; BatchNormalization layers stay frozen
+    (inference mode, moving statistics kept) unless `keep_batchnorm_frozen=False`."""
+    backbone.trainable = True
+    if keep_batchnorm_frozen:
+        for l in _all_layers(backbone):
+            if isinstance(l, keras.layers.BatchNormalization):
+                l.trainable = False
+
+
+def _all_layers(layer):
+    out = [layer]
+    for l in getattr(layer, "layers", []) or []:
+        out.extend(_all_layers(l))
+    return out
+
+
+def fine_tune(model, backbone, x, y=None, *, head_epochs: int, epochs: int, optimizer=None,
+              backbone_factor: float = 0.1, decay: float = 1.0, callbacks=None, **fit_kwargs):
+    """Transfer learning in two phases (tip D7):
+
+    1. freeze `backbone` (BatchNorm in inference mode), train the rest (the head) for
+       `head_epochs` with `optimizer`;
+    2. unfreeze the backbone (BatchNorm stays frozen) and train everything for `epochs` more,
+       the backbone at `backbone_factor` x the head's rate (and, with `decay` < 1, geometrically
+       lower towards the input), through `layerwise`.
+
+    The model must be compiled (its loss and metrics are reused; it is recompiled for each phase).
+    `optimizer` (default: a fresh copy of the compiled one) is the template for both phases.
+    Returns (history of phase 1, history of phase 2).
+
+    Example:
+        base = keras.applications.MobileNetV2(include_top=False, weights=None, pooling="avg")
+        model = keras.Sequential([keras.Input((96, 96, 3)), base, keras.layers.Dense(10, "softmax")])
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h1, h2 = kr.optimizers.fine_tune(model, base, x, y, head_epochs=3, epochs=5, validation_split=0.2)
+    """
+    if not getattr(model, "compiled", False):
+        from kerasrecipe.errors import NotCompiledError
+
+        raise NotCompiledError("fine_tune: compile the model first (its loss and metrics are reused)")
+    if not 0 < backbone_factor <= 1:
+        raise ConfigError(f"fine_tune backbone_factor={backbone_factor!r} must be in (0, 1]")
+    compile_cfg = keras.saving.deserialize_keras_object(model.get_compile_config())
+    template = optimizer if optimizer is not None else model.optimizer
+    if isinstance(template, keras.optimizers.MultiOptimizer):
+        raise InputTypeError("fine_tune: pass a plain optimizer as the template (optimizer=...)")
+
+    def recompile(opt):
+        cfg = dict(compile_cfg)
+        cfg["optimizer"] = opt
+        model.compile(**cfg)
+
+    freeze(backbone)
+    recompile(_clone(template, 1.0))
+    h1 = model.fit(x, y, epochs=head_epochs, callbacks=callbacks, **fit_kwargs)
+    unfreeze(backbone)
+    back_ids = {id(l) for l in _all_layers(backbone)}
+    back_layers = [l for l in _weighted_layers(model) if id(l) in back_ids]
+    groups = {}
+    for i, l in enumerate(back_layers):
+        f = backbone_factor * decay ** (len(back_layers) - 1 - i)
+        groups[l.name] = f
+    opt = layerwise(model, template, groups=groups) if groups else _clone(template, 1.0)
+    recompile(opt)
+    h2 = model.fit(x, y, initial_epoch=head_epochs, epochs=head_epochs + epochs, callbacks=callbacks, **fit_kwargs)
+    return h1, h2

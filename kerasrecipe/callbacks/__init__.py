@@ -5,6 +5,7 @@ import importlib
 _EXPORTS = {
     "ReduceLROnPlateauAny": "plateau",
     "OneCycleMomentum": "momentum",
+    "SwitchOptimizer": "swap",
     "RunLogger": "run_logger",
     "HealthMonitor": "health",
     "NaNGuard": "nan_guard",
