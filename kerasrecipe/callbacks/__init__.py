@@ -6,6 +6,8 @@ _EXPORTS = {
     "ReduceLROnPlateauAny": "plateau",
     "OneCycleMomentum": "momentum",
     "SwitchOptimizer": "swap",
+    "SWA": "swa",
+    "SnapshotSaver": "snapshot",
     "RunLogger": "run_logger",
     "HealthMonitor": "health",
     "NaNGuard": "nan_guard",
