@@ -440,3 +440,30 @@ def test_torch_grad_tensors_and_none():
     out, norm, _ = K.clip_by_global_norm([w.grad, None], 1.0)
     assert out[1] is None and abs(float(norm) - 10 * math.sqrt(5)) < 1e-4
     assert abs(float(t.linalg.vector_norm(w.grad)) - 1.0) < 1e-5
+
+
+def test_reference_fallbacks_without_native(monkeypatch):
+    """Without the native module the same answers come from NumPy (arrays) and torch ops."""
+    from kerasrecipe.kernels import _dispatch as D
+
+    monkeypatch.setattr(D, "HAS_NATIVE_CPU", False)
+    assert K.info()["paths"]["numpy"].startswith("NumPy")
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((30, 41)) * 4).astype("float32")
+    x[0, :3] = [np.nan, -np.inf, 0.0]
+    for bins in (None, (-3.0, 3.0, 10)):
+        assert_native_exact(K.activation_stats(x, bins=bins), oracle_stats(x, bins=bins), x)
+    g = [(rng.standard_normal(40) * 3).astype("float32"), (rng.standard_normal(7) * 3).astype("float16")]
+    want, wnorm = oracle_clip([a.copy() for a in g], 1.0)
+    _, norm, bad = K.clip_by_global_norm(g, 1.0)
+    assert abs(norm - wnorm) <= 1e-12 * wnorm and bad is False
+    for o, w in zip(g, want):
+        np.testing.assert_array_equal(o, w)
+    t = _torch()
+    tg = [t.tensor(want[0] * 50), t.ones(4, dtype=t.bfloat16)]
+    wt, wn = oracle_clip([tg[0].numpy().copy(), np.ones(4, ml_dtypes.bfloat16)], 1.0)
+    _, tnorm, tbad = K.clip_by_global_norm(tg, 1.0)
+    assert abs(float(tnorm) - wn) <= 1e-6 * wn and not bool(tbad)
+    np.testing.assert_allclose(tg[0].numpy(), wt[0], rtol=1e-6)
+    s = K.activation_stats(tg[1])
+    assert s["count"] == 4 and s["hist"].sum() == 4
