@@ -249,3 +249,43 @@ def test_clip_errors():
         kr.optimizers.clip_global_norm(opt, 1.0)
     clipped = kr.optimizers.clip_global_norm("sgd", 5)
     assert clipped.max_norm == 5.0 and kr.optimizers.get_learning_rate(clipped) == pytest.approx(0.01)
+
+
+# ----------------------------------------------------------------------------- presets and from_config (D5, D10)
+def test_presets():
+    a = kr.optimizers.adam()
+    assert isinstance(a, keras.optimizers.Adam) and get_learning_rate(a) == pytest.approx(3e-4)
+    s = kr.optimizers.sgd(0.1, nesterov=True)
+    assert s.momentum == 0.9 and s.nesterov and get_learning_rate(s) == pytest.approx(0.1)
+    w = kr.optimizers.adamw()
+    assert isinstance(w, keras.optimizers.AdamW) and w.weight_decay == 1e-4
+    with pytest.raises(ConfigError):
+        kr.optimizers.sgd(momentum=1.5)
+
+
+def test_from_config():
+    from kerasrecipe.config import RecipeConfig
+
+    opt = kr.optimizers.from_config(RecipeConfig())
+    assert isinstance(opt, keras.optimizers.Adam) and isinstance(opt._learning_rate, PlateauAware)
+    assert get_learning_rate(opt) == pytest.approx(3e-4)
+    cfg = RecipeConfig(optimizer="sgd", learning_rate=0.1, momentum=0.5, nesterov=True, schedule="cosine",
+                       clipnorm=5.0, weight_decay=1e-4)
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        kr.optimizers.from_config(cfg)
+    opt = kr.optimizers.from_config(cfg, steps_per_epoch=10)
+    assert isinstance(opt, keras.optimizers.SGD) and isinstance(opt, kr.optimizers.GlobalNormClipping)
+    assert opt.max_norm == 5.0 and opt.momentum == 0.5 and opt.nesterov and opt.weight_decay == 1e-4
+    assert isinstance(opt._learning_rate, keras.optimizers.schedules.CosineDecay)
+    assert isinstance(kr.optimizers.from_config(cfg, 10, optimizer="adamw", weight_decay=0.0), keras.optimizers.AdamW)
+    assert isinstance(kr.optimizers.from_config(None, optimizer="rmsprop"), keras.optimizers.RMSprop)
+
+
+def test_switch_optimizer_adam_then_sgd():
+    model = _linear_model(kr.optimizers.adam())
+    sgd = kr.optimizers.sgd(0.01)
+    cb = kr.callbacks.SwitchOptimizer(2, sgd)
+    x = np.ones((16, 1), "float32")
+    model.fit(x, x, batch_size=4, epochs=3, verbose=0, callbacks=[cb])
+    assert model.optimizer is sgd and cb.switched_at == 2
+    assert int(ops.convert_to_numpy(sgd.iterations)) == 4
