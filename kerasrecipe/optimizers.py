@@ -17,6 +17,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
+from kerasrecipe import schedules as _schedules  # noqa: F401 - registers the schedules for load_model
 from kerasrecipe.errors import ConfigError, InputTypeError
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
