@@ -135,6 +135,10 @@ def summarize(results):
         "median_first_s": statistics.median([r["first_s"] for r in det]) if det else None,
         "median_first_epochs": statistics.median([r["first_epochs"] for r in det]) if det else None,
     }
+    run_only = lambda r: [t for t in r["severe_tags"] if not t.endswith("(pre)")]  # noqa: E731
+    s["detection_run"] = sum(1 for r in faulty if run_only(r)) / max(len(faulty), 1)
+    s["false_alarm_run"] = sum(1 for r in twins if run_only(r)) / max(len(twins), 1)
+    s["false_alarm_pre"] = sum(1 for r in twins if len(run_only(r)) < len(r["severe_tags"])) / max(len(twins), 1)
     early = [r for r in faulty if r["tags"][0] in EARLY_TAGS]
     s["early_within_2"] = sum(1 for r in early if r.get("early_epochs") is not None and r["early_epochs"] <= 2)
     s["early_cases"] = len(early)
@@ -153,16 +157,20 @@ def markdown(all_results: dict) -> str:
              "`kerasrecipe.default()` for the case's epochs; findings ranked by `rank_findings`. "
              "Targets: detection >= 95%, right diagnosis >= 80%, false alarms <= 5%, NaN/dead/saturation "
              "within 2 epochs. `python benchmarks/bench_diagnosis.py --backend B` reproduces a row.", "",
+             "Run-only columns count the findings of the fit's diagnosis alone (kerasrecipe.diagnose); "
+             "the preflight column counts the twins flagged by preflight's checks.", "",
              "| backend | cases | detection | right diagnosis | false alarms (twins) | NaN/dead/sat. within 2 epochs "
-             "| median time to first finding | median epochs to first finding |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| median time to first finding | median epochs to first finding | detection, run only "
+             "| false alarms, run only | false alarms, preflight |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for b, res in sorted(all_results.items()):
         s = summarize(res["results"])
         med = "-" if s["median_first_s"] is None else f"{s['median_first_s']:.1f} s"
         lines.append(f"| {b} | {s['cases']} | {_pct(s['detection'])} | {_pct(s['right'])} | {_pct(s['false_alarm'])} "
-                     f"| {s['early_within_2']}/{s['early_cases']} | {med} | {s['median_first_epochs']} |")
+                     f"| {s['early_within_2']}/{s['early_cases']} | {med} | {s['median_first_epochs']} "
+                     f"| {_pct(s['detection_run'])} | {_pct(s['false_alarm_run'])} | {_pct(s['false_alarm_pre'])} |")
     for b, res in sorted(all_results.items()):
-        lines += ["", f"### {b} — per case ({res.get('when', '')})", "",
+        lines += ["", f"### {b} — per case ({res.get('when', '')}, preflight time budget {res.get('budget')} s)", "",
                   "| case | fault tags | faulty: top finding | right | first (s / epochs) | twin: warnings/errors |",
                   "|---|---|---|---|---|---|"]
         by = {}
@@ -201,6 +209,10 @@ def main(argv=None):
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--budget", type=float, default=10.0, help="preflight time budget per case, seconds")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    ap.add_argument("--out", default=None, help="save this run's results to a JSON file (for --merge)")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="JSON files from --out runs of one backend: combine them as that backend's results "
+                         "(a later file's run of a case replaces an earlier one's)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if a.all_backends:
@@ -208,6 +220,21 @@ def main(argv=None):
             cmd = [sys.executable, os.path.abspath(__file__), "--backend", b, "--budget", str(a.budget)]
             cmd += (["--cases", a.cases] if a.cases else []) + (["-v"] if a.verbose else [])
             subprocess.run(cmd, check=True)
+        return 0
+    if a.merge:
+        parts = []
+        for fn in a.merge:
+            with open(fn) as fh:
+                parts.append(json.load(fh))
+        backends = {p["backend"] for p in parts}
+        if len(backends) != 1:
+            ap.error(f"--merge needs files of one backend, got {sorted(backends)}")
+        merged = {}
+        for p in parts:   # a later file's run of a case replaces an earlier one
+            for r in p["results"]:
+                merged[(r["case"], r["fixed"])] = r
+        results = list(merged.values())
+        _save(backends.pop(), results, a.no_write, budget=parts[0].get("budget"))
         return 0
     os.environ["KERAS_BACKEND"] = a.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -229,18 +256,32 @@ def main(argv=None):
                 prog.update(task, description=f"{n} ({'fixed' if fixed else 'faulty'}, {a.backend})")
                 results.append(run_case(n, CASES[n], fixed, budget=a.budget, workdir=work, verbose=a.verbose))
                 prog.advance(task)
-    s = summarize(results)
-    print(json.dumps({"backend": a.backend, **s}, indent=1))
-    if not a.no_write and not a.cases:
+    if a.out:
         from kerasrecipe.io import atomic_write_json
 
-        atomic_write_json(os.path.join(HERE, "faults", f"results-{a.backend}.json"),
-                          {"backend": a.backend, "when": time.strftime("%Y-%m-%d %H:%M"), "summary": s,
-                           "results": results})
-        from _results import write_section
-
-        write_section("diagnosis", markdown(load_all()))
+        atomic_write_json(a.out, {"backend": a.backend, "budget": a.budget, "results": results})
+    if a.cases:
+        print(json.dumps({"backend": a.backend, **summarize(results)}, indent=1))
+        return 0
+    _save(a.backend, results, a.no_write, budget=a.budget)
     return 0
+
+
+def _save(backend, results, no_write=False, budget=None):
+    """Print the totals; unless no_write, keep the backend's results and rebuild the RESULTS.md section."""
+    sys.path.insert(0, HERE)
+    s = summarize(results)
+    print(json.dumps({"backend": backend, **s}, indent=1))
+    if no_write:
+        return
+    from kerasrecipe.io import atomic_write_json
+
+    atomic_write_json(os.path.join(HERE, "faults", f"results-{backend}.json"),
+                      {"backend": backend, "when": time.strftime("%Y-%m-%d %H:%M"), "budget": budget, "summary": s,
+                       "results": results})
+    from _results import write_section
+
+    write_section("diagnosis", markdown(load_all()))
 
 
 if __name__ == "__main__":

@@ -500,3 +500,17 @@ def test_val_variant_needs_train_below_the_prior():
     fs = diagnose_run(make_log([0.72, 0.67, 0.63, 0.60, 0.58], [0.78, 0.70, 0.66, 0.64, 0.60], loss="binary_crossentropy",
                                acts=("relu", "sigmoid"), num_classes=1, meta_extra={"class_counts": [980, 20]}))
     assert h < 0.1 and "stuck_at_prior" not in tags(fs)
+
+
+def test_one_catastrophic_step_is_lr_too_high():
+    tr = [14.2, 14.5, 14.5, 14.5]
+
+    def lf(e, p, i, a):  # the first step rewrote the weights 30x their size, then nothing moved
+        return {"update_ratio": 30.0 if (e, p) == (0, 0) else 0.0, "grad_norm": 0.0 if (e, p) != (0, 0) else 5.0}
+
+    fs = diagnose_run(make_log(tr, [14.3] * 4, layer_fn=lf))
+    assert fs[0].tag == "lr_too_high" and {"above_prior", "update_ratio"} <= {f.rule for f in fs}
+
+
+def test_loss_at_or_below_prior_is_not_above_prior():
+    assert "above_prior" not in [f.rule for f in diagnose_run(make_log([2.6, 2.31, 2.302, 2.302], None))]

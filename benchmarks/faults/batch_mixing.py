@@ -25,4 +25,4 @@ def build(fixed):
 
 
 TAGS = ("batch_mixing",)
-EPOCHS = 4
+EPOCHS = 3

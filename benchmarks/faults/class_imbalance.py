@@ -5,7 +5,7 @@ import numpy as np
 from ._common import adam, case, mlp
 
 TAGS = ("class_imbalance", "stuck_at_prior")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def _data(n, rng):

@@ -3,7 +3,7 @@ pipeline (fix: the same preprocessing for both, B2)."""
 from ._common import adam, case, digits, mlp
 
 TAGS = ("distribution_shift", "underfitting", "data_problem", "overfitting")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

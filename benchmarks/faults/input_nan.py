@@ -4,7 +4,7 @@ import numpy as np
 from ._common import adam, case, digits, mlp
 
 TAGS = ("data_nan", "nan")
-EPOCHS = 4
+EPOCHS = 3
 
 
 def build(fixed):

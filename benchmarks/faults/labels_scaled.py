@@ -2,7 +2,7 @@
 from ._common import adam, cancer, case, mlp
 
 TAGS = ("label_mismatch",)
-EPOCHS = 5
+EPOCHS = 4
 
 
 def build(fixed):

@@ -4,7 +4,7 @@ import numpy as np
 from ._common import adam, case, digits, mlp
 
 TAGS = ("label_mismatch", "stuck_at_prior", "no_better_than_baseline")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

@@ -5,7 +5,7 @@ import numpy as np
 from ._common import adam, case, digits, mlp
 
 TAGS = ("leakage",)
-EPOCHS = 4
+EPOCHS = 3
 
 
 def build(fixed):

@@ -5,7 +5,7 @@ import keras
 from ._common import case, digits, mlp
 
 TAGS = ("lr_decayed_too_early", "slow_convergence", "stuck", "underfitting", "lr_too_low")
-EPOCHS = 8
+EPOCHS = 6
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, case, digits, mlp
 
 TAGS = ("lr_too_low", "slow_convergence", "stuck_at_prior", "stuck")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, case, digits, mlp
 
 TAGS = ("oscillating_loss", "lr_too_high", "train_rising", "dead_relu")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

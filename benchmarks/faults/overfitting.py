@@ -4,7 +4,7 @@ import keras
 from ._common import case, digits
 
 TAGS = ("overfitting",)
-EPOCHS = 25
+EPOCHS = 20
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, cancer, case, mlp
 
 TAGS = ("wrong_output_activation", "nan", "wrong_loss")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

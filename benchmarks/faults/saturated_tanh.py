@@ -2,7 +2,7 @@
 from ._common import adam, case, digits, mlp
 
 TAGS = ("saturation", "unnormalized_input")
-EPOCHS = 5
+EPOCHS = 3
 
 
 def build(fixed):

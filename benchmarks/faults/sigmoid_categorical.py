@@ -4,7 +4,7 @@ import keras
 from ._common import adam, case, digits, mlp
 
 TAGS = ("wrong_output_activation", "wrong_loss")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, cancer, case, mlp
 
 TAGS = ("wrong_output_activation", "stuck", "stuck_at_prior")
-EPOCHS = 5
+EPOCHS = 4
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, cancer, case, mlp
 
 TAGS = ("unnormalized_input", "saturation", "oscillating_loss", "lr_too_high", "dead_relu")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

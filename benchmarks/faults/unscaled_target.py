@@ -2,7 +2,7 @@
 from ._common import adam, case, diabetes, mlp
 
 TAGS = ("unscaled_target", "exploding_gradients", "slow_convergence", "lr_too_low")
-EPOCHS = 8
+EPOCHS = 6
 
 
 def build(fixed):

@@ -2,7 +2,7 @@
 from ._common import adam, case, digits, mlp
 
 TAGS = ("vanishing_gradients", "stuck_at_prior", "slow_convergence", "saturation")
-EPOCHS = 6
+EPOCHS = 4
 
 
 def build(fixed):

@@ -11,7 +11,7 @@ from kerasrecipe.diagnose.rules_internals import (
     dead_relu, exploding_gradients, nan_inf, saturation, update_ratio, vanishing_gradients,
 )
 from kerasrecipe.diagnose.rules_loss import (
-    loss_domain, lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior,
+    above_prior, loss_domain, lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior,
 )
 from kerasrecipe.errors import InputTypeError
 
@@ -26,6 +26,7 @@ RULES: Dict[str, Callable[..., List[Finding]]] = {
     "vanishing_gradients": vanishing_gradients,
     "exploding_gradients": exploding_gradients,
     "stuck_at_prior": stuck_at_prior,
+    "above_prior": above_prior,
     "lr_decayed_too_early": lr_decayed_too_early,
     "oscillating_loss": oscillating_loss,
     "update_ratio": update_ratio,
@@ -36,7 +37,7 @@ RULES: Dict[str, Callable[..., List[Finding]]] = {
 # Rules that mean something mid-run: they read the state so far (probes, recent losses), not the
 # shape of the finished curves; each is linear in the log. `diagnose_run(live=True)` runs these.
 LIVE_RULES = ("nan_inf", "loss_domain", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients",
-              "stuck_at_prior", "lr_decayed_too_early", "oscillating_loss", "update_ratio")
+              "stuck_at_prior", "above_prior", "lr_decayed_too_early", "oscillating_loss", "update_ratio")
 
 
 # Fault tags that name a cause, and tags that name a symptom such causes produce. A network that

@@ -447,6 +447,7 @@ def exploding_gradients(log) -> List[Finding]:
 RATIO_HIGH = 1e-1   # two orders above the ~1e-3 rule of thumb (G4)
 RATIO_LOW = 1e-5    # two orders below it
 RATIO_WINDOW = 3    # probes per window
+RATIO_HUGE = 1.0    # one step as large as the weights themselves
 
 
 def update_ratio(log) -> List[Finding]:
@@ -459,7 +460,9 @@ def update_ratio(log) -> List[Finding]:
     Per probe the median over layers is taken (one bias-only or embedding layer cannot decide),
     then the median over windows of 3 probes. "Too high" fires if any window's median is >= 1e-1;
     "too low" only if even the best window stays <= 1e-5, so LR warm-up and the small ratios of
-    a properly decayed LR late in training do not count.
+    a properly decayed LR late in training do not count. A single probe whose step changed the
+    weights by >= 100% of their norm is "too high" on its own (a deterministic measurement of one
+    catastrophic step, which often leaves a dead network whose later ratios read 0).
     """
     v = view(log)
     per_probe = []
@@ -468,15 +471,20 @@ def update_ratio(log) -> List[Finding]:
         vals = [x for x in vals if finite(x) and x > 0]
         if vals:
             per_probe.append((step, epoch, float(np.median(vals))))
-    if len(per_probe) < RATIO_WINDOW:
+    if len(per_probe) < RATIO_WINDOW and not any(p[2] >= RATIO_HUGE for p in per_probe):
         return []
-    wins = []
+    wins = [(per_probe[0][0], per_probe[0][1], per_probe[0][2])] if len(per_probe) < RATIO_WINDOW else []
     for i in range(len(per_probe) - RATIO_WINDOW + 1):
         w = per_probe[i:i + RATIO_WINDOW]
         wins.append((w[0][0], w[0][1], float(np.median([t[2] for t in w]))))
     top = max(wins, key=lambda t: t[2])
     overall = float(np.median([t[2] for t in per_probe]))
     high = [w for w in wins if w[2] >= RATIO_HIGH]
+    huge = [p for p in per_probe if p[2] >= RATIO_HUGE]
+    if huge and not high:
+        # one step that changed the layers by more than their own size is no noise: the step
+        # itself is the evidence (such a step often kills the network, so later probes read 0)
+        high = [huge[0]]
     if high:
         step, epoch, r = high[0]
         return [Finding(

@@ -115,6 +115,45 @@ def stuck_at_prior(log) -> List[Finding]:
     return []
 
 
+ABOVE_PRIOR = 2.0   # training loss >= 2x the prior's ...
+ABOVE_EPOCHS = 2    # ... on the last 2 epochs and more
+
+
+def above_prior(log) -> List[Finding]:
+    """Training loss far above the prior's value (C1, G2): the model is confidently wrong.
+
+    The prior's loss is what a model gets by ignoring its inputs (-log(1/C)); gradient descent
+    reaches it within a few steps by moving the output bias alone. A training loss still twice as
+    high after >= 2 epochs means saturated, confidently wrong outputs: the signature of a divergent
+    step (learning rate too high; the loss then sits at the clipped -log(epsilon)) or of an output
+    activation that cannot express probabilities.
+    """
+    v = view(log)
+    h, how = prior_loss(v)
+    if h is None or h <= 0:
+        return []
+    eps, tr = v.epoch_values("loss")
+    streak = 0
+    for x in reversed(tr):
+        if not (finite(x) and x >= ABOVE_PRIOR * h):
+            break
+        streak += 1
+    if streak < ABOVE_EPOCHS:
+        return []
+    first = len(tr) - streak
+    return [Finding(
+        rule="above_prior", severity="warning",
+        symptom=(f"training loss {fmt(tr[-1])} is {fmt(tr[-1] / h, 2)}x the prior's {fmt(h, 4)} ({how}) for {streak} "
+                 f"epochs (since epoch {eps[first]}): the outputs are confidently wrong"),
+        evidence={"prior_loss": h, "loss": float(tr[-1]), "ratio": float(tr[-1] / h), "epochs": streak},
+        causes=["a divergent step (learning rate too high) saturated the outputs",
+                "an output activation that cannot express the targets' probabilities"],
+        fixes=["lower the learning rate 10x (lr_find, D2) and clip gradients (D8)",
+               "check the output activation against the loss (C1)"],
+        tips=["C1", "G2", "D1", "D8"], tag="lr_too_high", epoch=eps[first],
+    )]
+
+
 def loss_domain(log) -> List[Finding]:
     """A cross-entropy below zero (C8, J3): the targets are outside the loss's domain.
 
