@@ -91,6 +91,19 @@ def test_hypermodel_fit_uses_trial_batch_size_and_recipe_callbacks():
     assert len(hist.history["val_loss"]) == 1
 
 
+def test_cosine_schedule_spans_the_trial():
+    from kerasrecipe.optimizers import get_learning_rate
+
+    x, y = _data(64)
+    hm = RecipeHyperModel(build, search=("lr",), fixed={"batch_size": 16, "schedule": "cosine"}, epochs=2)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("learning_rate", 0.01)
+    model = hm.build(hp)
+    hm.fit(hp, model, x, y, validation_data=(x, y))
+    # decayed over exactly the trial's 2 epochs x 4 steps: at the end it is near the floor
+    assert get_learning_rate(model.optimizer) < 0.01 * 0.05
+
+
 def test_uncompiled_model_needs_loss():
     def raw(hp):
         return keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
@@ -109,30 +122,30 @@ def test_narrow_lr_is_one_decade_centred():
 
 
 # ------------------------------------------------------------------ bad inputs
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(search=()), "empty"),
-        (dict(search=("lr", "momentum_of_doom")), "unknown search parameter"),
-        (dict(tuner="grid"), "unknown tuner"),
-        (dict(subsample=0), r"subsample=0 is invalid.*\(0, 1\]"),
-        (dict(subsample=1.5), r"\(0, 1\]"),
-        (dict(subsample=-0.1), r"\(0, 1\]"),
-        (dict(stages=()), "stages=.* is empty"),
-        (dict(stages=("lr", "warmup")), "unknown stage"),
-        (dict(stages=("refine",)), "needs an earlier stage"),
-        (dict(max_trials=0), "max_trials"),
-        (dict(max_trials=(2, 2)), "3 stages"),
-        (dict(cv=3, validation_data=(np.zeros((4, 8)), np.zeros(4))), "cv="),
-        (dict(fixed={"lr": 0.1}, search=("lr",)), "both searched and fixed"),
-        (dict(ranges={"lr": (0.0, 1.0)}), "log-uniform range needs min > 0"),
-        (dict(fixed={"optimizer": "adagrad-ish"}), "optimizer"),
-    ],
-)
-def test_bad_inputs_raise_clear_errors(tmp_path, kwargs, match):
+BAD_INPUTS = [
+    (dict(search=()), "empty"),
+    (dict(search=("lr", "momentum_of_doom")), "unknown search parameter"),
+    (dict(tuner="grid"), "unknown tuner"),
+    (dict(subsample=0), r"subsample=0 is invalid.*\(0, 1\]"),
+    (dict(subsample=1.5), r"\(0, 1\]"),
+    (dict(subsample=-0.1), r"\(0, 1\]"),
+    (dict(stages=()), "stages=.* is empty"),
+    (dict(stages=("lr", "warmup")), "unknown stage"),
+    (dict(stages=("refine",)), "needs an earlier stage"),
+    (dict(max_trials=0), "max_trials"),
+    (dict(max_trials=(2, 2)), "3 stages"),
+    (dict(cv=3, validation_data=(np.zeros((4, 8)), np.zeros(4))), "cv="),
+    (dict(fixed={"lr": 0.1}, search=("lr",)), "both searched and fixed"),
+    (dict(ranges={"lr": (0.0, 1.0)}), "log-uniform range needs min > 0"),
+    (dict(fixed={"optimizer": "adagrad-ish"}), "optimizer"),
+]
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
     x, y = _data(40)
-    with pytest.raises(ConfigError, match=match):
-        search(build, x, y, directory=str(tmp_path), verbose=0, **kwargs)
+    for kwargs, match in BAD_INPUTS:
+        with pytest.raises(ConfigError, match=match):
+            search(build, x, y, directory=str(tmp_path), verbose=0, **kwargs)
     assert not any(p.name.startswith("trial_") for p in tmp_path.rglob("*")), "no trial may run"
 
 
@@ -168,13 +181,13 @@ def test_subsample_is_stratified_and_reproducible():
 def test_stage_ordering_subsample_and_retraining(tmp_path):
     x, y = _data(200)
     out = Console(file=io.StringIO(), width=250)
-    res = search(build, x, y, stages=("lr", "rest", "refine"), max_trials=(3, 2, 2), epochs=2,
+    res = search(build, x, y, stages=("lr", "rest", "refine"), max_trials=(2, 2, 1), epochs=2,
                  subsample=0.5, directory=str(tmp_path), project_name="p", console=out, verbose=1, seed=1)
     rows = res.trials
-    assert [r["stage"] for r in rows] == ["lr"] * 3 + ["rest"] * 2 + ["refine"] * 2
+    assert [r["stage"] for r in rows] == ["lr"] * 2 + ["rest"] * 2 + ["refine"]
     by = {s: [r for r in rows if r["stage"] == s] for s in ("lr", "rest", "refine")}
     # stage 1: the LR alone; everything else (architecture included) at its default
-    assert len({r["learning_rate"] for r in by["lr"]}) == 3
+    assert len({r["learning_rate"] for r in by["lr"]}) == 2
     for r in by["lr"]:
         assert (r["optimizer"], r["batch_size"], r["schedule"], r["units"]) == ("adam", 32, "plateau", 4)
     # stage 2: every trial uses stage 1's best learning rate
@@ -201,7 +214,7 @@ def test_stage_ordering_subsample_and_retraining(tmp_path):
     assert f"val_loss{best_overall['score']:.4f}" in best_overall["name"]
     # CSV of all trials and the best config in the directory
     with open(res.csv_path) as f:
-        assert len(f.read().strip().splitlines()) == 1 + 7
+        assert len(f.read().strip().splitlines()) == 1 + 5
     assert os.path.exists(os.path.join(res.directory, "best_config.json"))
     # subsample used for the search, full data for the retraining, estimate printed before
     assert all(r["n_train"] == 80 for r in rows)  # half of the 160 training rows (200 - 20% val)
@@ -259,11 +272,25 @@ def test_search_with_cv_scores_trials_by_fold_mean(tmp_path):
     assert row["n_train"] == 45
 
 
+def test_a_diverged_trial_is_a_bad_score_not_a_failure():
+    from kerasrecipe.tuning.tuner import DIVERGED_SCORE, best_of_history
+
+    h = keras.callbacks.History()
+    h.history = {"val_loss": [float("nan")], "val_accuracy": [float("nan")]}
+    assert best_of_history(h, keras_tuner.Objective("val_loss", "min")) == DIVERGED_SCORE
+    assert best_of_history(h, keras_tuner.Objective("val_accuracy", "max")) == -DIVERGED_SCORE
+    h.history = {"val_loss": [0.5, 0.3, float("nan")]}
+    assert best_of_history(h, keras_tuner.Objective("val_loss", "min")) == 0.3
+    with pytest.raises(ConfigError, match="not among the trained metrics"):
+        best_of_history(h, keras_tuner.Objective("val_auc", "max"))
+
+
 # ------------------------------------------------------------------ other tuners (H2, H3)
 @pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
 def test_bayesian_and_hyperband(tmp_path, kind):
     x, y = _data(80)
-    res = search(build, x, y, stages=("all",), search=("lr",), tuner=kind, max_trials=2, epochs=2,
+    res = search(build, x, y, stages=("all",), search=("lr",), tuner=kind, max_trials=2,
+                 epochs=2 if kind == "hyperband" else 1,
                  retrain=False, directory=str(tmp_path), verbose=0)
     assert len(res.trials) >= 2
     assert all(r["status"] == "COMPLETED" for r in res.trials)
@@ -292,7 +319,7 @@ def test_resume_after_a_crash_loses_no_trial_and_runs_none_twice(tmp_path):
             if len(fits) == crash["at"]:
                 raise _Crash()  # dies in the middle of the 2nd trial
 
-    kw = dict(stages=("lr", "rest"), max_trials=(3, 2), epochs=2, retrain=False, directory=str(tmp_path),
+    kw = dict(stages=("lr", "rest"), max_trials=(2, 1), epochs=1, retrain=False, directory=str(tmp_path),
               project_name="r", verbose=0, callbacks=lambda cfg: trial_callbacks(cfg) + [Record(cfg)])
     with pytest.raises(_Crash):
         search(build, x, y, **kw)
@@ -303,9 +330,9 @@ def test_resume_after_a_crash_loses_no_trial_and_runs_none_twice(tmp_path):
     # resumed: the crashed trial ran again (once), the finished one did not; 3 + 2 trials in all
     assert fits[2] == crashed
     assert fits.count(first) == 1 and fits.count(crashed) == 2
-    assert len(fits) == 2 + 4
-    assert len(res.trials) == 5 and all(r["status"] == "COMPLETED" for r in res.trials)
-    assert len({r["learning_rate"] for r in res.trials if r["stage"] == "lr"}) == 3
+    assert len(fits) == 2 + 2
+    assert len(res.trials) == 3 and all(r["status"] == "COMPLETED" for r in res.trials)
+    assert len({r["learning_rate"] for r in res.trials if r["stage"] == "lr"}) == 2
     # a third run finds everything done: no trial runs again
     n = len(fits)
     again = search(build, x, y, **kw)

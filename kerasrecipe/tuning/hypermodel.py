@@ -1,7 +1,6 @@
 """RecipeHyperModel: your architecture (build_fn(hp)) plus the recipe's training hyperparameters."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import keras
@@ -13,38 +12,24 @@ from kerasrecipe.tuning import space
 
 
 def _from_config(config: RecipeConfig, steps_per_epoch: Optional[int] = None, epochs: Optional[int] = None):
-    """The recipe's optimizer for a config, from engineer L's `kerasrecipe.optimizers.from_config`.
+    """The recipe's optimizer for a trial's config (`kerasrecipe.optimizers.from_config`).
 
-    Schedules that need the length of training (cosine, one-cycle...) get `steps_per_epoch` and
-    `epochs` when `from_config` accepts them."""
+    Schedules that need the length of training (cosine, one-cycle...) are laid over `epochs`
+    epochs of `steps_per_epoch` steps; before the data is known (build) one step per epoch is
+    assumed and `RecipeHyperModel.fit` recompiles with the real length."""
     from kerasrecipe import optimizers
 
-    fn = getattr(optimizers, "from_config", None)
-    if fn is None:  # TEMPORARY until engineer L's from_config lands (then this branch goes)
-        lr = config.learning_rate
-        if config.optimizer == "sgd":
-            return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov,
-                                        weight_decay=config.weight_decay or None)
-        return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        params = {}
-    kw = {}
-    if steps_per_epoch is not None and "steps_per_epoch" in params:
-        kw["steps_per_epoch"] = int(steps_per_epoch)
-    if epochs is not None and "epochs" in params:
-        kw["epochs"] = int(epochs)
-    return fn(config, **kw)
+    if epochs is not None:
+        config = config.replace(epochs=int(epochs))
+    if steps_per_epoch is None and needs_length(config):
+        steps_per_epoch = 1
+    return optimizers.from_config(config, steps_per_epoch=steps_per_epoch)
 
 
-def _accepts_schedule_length() -> bool:
-    from kerasrecipe import optimizers
-
-    try:
-        return "steps_per_epoch" in inspect.signature(getattr(optimizers, "from_config")).parameters
-    except (AttributeError, TypeError, ValueError):  # pragma: no cover
-        return False
+def needs_length(config: RecipeConfig) -> bool:
+    """Whether the config's LR schedule depends on the number of steps (all but constant and plateau,
+    and any warm-up)."""
+    return config.schedule not in ("constant", "plateau") or bool(config.warmup_epochs)
 
 
 def trial_callbacks(config: RecipeConfig) -> list:
@@ -213,14 +198,15 @@ class RecipeHyperModel(keras_tuner.HyperModel):
 
     # ------------------------------------------------------------------ build / fit
     def build(self, hp):
-        values = self.declare(hp)
+        self.declare(hp)
         model = self.build_fn(hp)
         if not isinstance(model, keras.Model):
             raise InputTypeError(f"build_fn(hp) must return a keras.Model, got {type(model).__name__}")
-        self._compile(model, space.config_from_values(self.config, dict(hp.values)), values)
+        config = space.config_from_values(self.config, dict(hp.values))
+        self._compile(model, config, epochs=self.epochs or config.epochs)
         return model
 
-    def _compile(self, model, config, values=None, steps_per_epoch=None, epochs=None):
+    def _compile(self, model, config, steps_per_epoch=None, epochs=None):
         kwargs = {}
         if getattr(model, "compiled", False) and hasattr(model, "_compile_config"):
             kwargs = dict(model._compile_config.config)
@@ -247,7 +233,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         else:
             kwargs.setdefault("epochs", self.epochs or config.epochs)
         kwargs.setdefault("verbose", self.fit_verbose)
-        if config.schedule not in ("plateau", "constant") and _accepts_schedule_length():
+        if needs_length(config):  # lay the schedule over this trial's real length
             x = args[0] if args else kwargs.get("x")
             n = _n_samples(x)
             if n:

@@ -257,8 +257,8 @@ def _stage_space(stage: str, searched, best: Dict[str, Any], decades: float):
 
 
 def _values_to_params(values: Dict[str, Any]) -> Dict[str, Any]:
-    rev = {v: k for k, v in space.HP_NAMES.items()}
-    return {rev[k]: v for k, v in values.items() if k in rev}
+    """{search name: value} of the recipe parameters in `values`, in the recipe's order."""
+    return {p: values[space.HP_NAMES[p]] for p in space.PARAMS if space.HP_NAMES[p] in values}
 
 
 # --------------------------------------------------------------------------- search
@@ -464,7 +464,8 @@ def search(
     best_config = space.config_from_values(config, best_values)
     best_config.to_json(os.path.join(project_dir, "best_config.json"))
     if verbose:
-        console.print(trials_table(all_rows, obj.name))
+        # a log file is not a terminal: print the table whole rather than squeezed into 80 columns
+        console.print(trials_table(all_rows, obj.name), width=None if console.is_terminal else 200)
         console.print(f"trials: {csv_path}")
 
     result = SearchResult(best_config=best_config, best_hyperparameters=best_values, best_score=float(best_score),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import statistics
 import time
@@ -115,15 +116,25 @@ def timing_metrics(timer: EpochTimer, n_train: Optional[int], fit_seconds: float
     }
 
 
+#: Score of a trial whose objective was never finite (diverged at once): a bad result, not a
+#: failure — keras-tuner would mark it invalid and stop the whole search after 3 in a row,
+#: although a too-high learning rate is exactly what a search is meant to find out.
+DIVERGED_SCORE = 1e9
+
+
 def best_of_history(history, objective: keras_tuner.Objective) -> float:
-    """The best value of the objective over the epochs of a History (keras-tuner's convention)."""
+    """The best finite value of the objective over the epochs of a History (keras-tuner's
+    convention), or +-DIVERGED_SCORE when no epoch had a finite value."""
     values = history.history.get(objective.name)
     if not values:
         raise ConfigError(
             f"objective {objective.name!r} is not among the trained metrics {sorted(history.history)}: "
             "compile the metric, give validation data, or choose another objective"
         )
-    return float(min(values) if objective.direction == "min" else max(values))
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    if not finite:
+        return DIVERGED_SCORE if objective.direction == "min" else -DIVERGED_SCORE
+    return float(min(finite) if objective.direction == "min" else max(finite))
 
 
 class RecipeTuner(keras_tuner.Tuner):
