@@ -48,6 +48,17 @@ KR_INL d4 widen_hi(f8 v) {
 #endif
 }
 
+// Lane select m ? a : b (m: all-ones / all-zeros lanes). With AVX2 the ternary is one blend;
+// without it GCC scalarises 32-byte float ternaries, so the baseline copy uses bit operations.
+template <class V, class M>
+KR_INL V select(M m, V a, V b) {
+#if defined(KR_AVX2_COPY)
+    return m ? a : b;
+#else
+    return (V)(((M)a & m) | ((M)b & ~m));
+#endif
+}
+
 KR_INL double hsum(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 KR_INL int64_t hsum(i8 v) {
     int64_t s = 0;
@@ -104,9 +115,9 @@ inline void stats_f32_impl(const float* x, int64_t n, float satf, HistSink& hs, 
             cfin -= fin;
             czero -= (ab == 0);
             csat -= ((f8)ab >= satf);  // includes +-Inf: subtracted per sub-block
-            const f8 vm = fin ? v : vK;
-            vmin = vm < vmin ? vm : vmin;
-            vmax = vm > vmax ? vm : vmax;
+            const f8 vm = select(fin, v, vK);
+            vmin = select(vm < vmin, vm, vmin);
+            vmax = select(vm > vmax, vm, vmax);
             const d4 dlo = widen_lo(vm) - K;
             const d4 dhi = widen_hi(vm) - K;
             s1a += dlo + dhi;
@@ -196,9 +207,9 @@ inline void stats_f64_impl(const double* x, int64_t n, double sat, HistSink& hs,
             cinf -= (ab == EXPMASK);
             czero -= (ab == 0);
             csat -= ((d4)ab >= sat) & fin;
-            const d4 vm = fin ? v : vK;
-            vmin = vm < vmin ? vm : vmin;
-            vmax = vm > vmax ? vm : vmax;
+            const d4 vm = select(fin, v, vK);
+            vmin = select(vm < vmin, vm, vmin);
+            vmax = select(vm > vmax, vm, vmax);
             const d4 d = vm - K;
             s1 += d;
             s2 += d * d;
