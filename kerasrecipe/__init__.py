@@ -40,6 +40,10 @@ _EXPORTS = {
     "ensemble": ("kerasrecipe.ensemble", None),
     "sklearn": ("kerasrecipe.sklearn", None),
     "cv": ("kerasrecipe.cv", None),
+    "distill": ("kerasrecipe.distill", None),
+    "Ensemble": ("kerasrecipe.ensemble", "Ensemble"),
+    "RecipeClassifier": ("kerasrecipe.sklearn", "RecipeClassifier"),
+    "RecipeRegressor": ("kerasrecipe.sklearn", "RecipeRegressor"),
     "tuning": ("kerasrecipe.tuning", None),
     "report": ("kerasrecipe.report", None),
 }
