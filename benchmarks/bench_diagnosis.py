@@ -123,6 +123,26 @@ def run_case(name, mod, fixed, *, budget, workdir, verbose=False):
     return out
 
 
+def rerank(r):
+    """Recompute a result's top finding from its stored ranked list with the current ordering.
+
+    `severe_tags` holds the warning/error findings as ranked when the case ran (severity, epoch,
+    causes first within ties); re-sorting that list stably by (severity, symptom-or-not) gives
+    exactly the order of the current `rank_findings`, so results of earlier runs stay comparable.
+    """
+    from kerasrecipe.diagnose import SYMPTOM_TAGS
+
+    sev = {"error": 0, "warning": 1}
+    items = sorted(r["severe_tags"], key=lambda t: (sev[t.split(":")[1].split(" ")[0]],
+                                                   1 if t.split(":")[0] in SYMPTOM_TAGS else 0))
+    r["severe_tags"] = items
+    r["right"] = bool(items) and items[0].split(":")[0] in r["tags"]
+    if items:
+        tag, rest = items[0].split(":", 1)
+        r["top"] = dict(r.get("top") or {}, tag=tag, severity=rest.split(" ")[0])
+    return r
+
+
 def summarize(results):
     faulty = [r for r in results if not r["fixed"]]
     twins = [r for r in results if r["fixed"]]
@@ -137,6 +157,8 @@ def summarize(results):
     }
     run_only = lambda r: [t for t in r["severe_tags"] if not t.endswith("(pre)")]  # noqa: E731
     s["detection_run"] = sum(1 for r in faulty if run_only(r)) / max(len(faulty), 1)
+    s["right_run"] = sum(1 for r in faulty if run_only(r) and run_only(r)[0].split(":")[0] in r["tags"]) / max(
+        len(faulty), 1)
     s["false_alarm_run"] = sum(1 for r in twins if run_only(r)) / max(len(twins), 1)
     s["false_alarm_pre"] = sum(1 for r in twins if len(run_only(r)) < len(r["severe_tags"])) / max(len(twins), 1)
     early = [r for r in faulty if r["tags"][0] in EARLY_TAGS]
@@ -161,18 +183,20 @@ def markdown(all_results: dict) -> str:
              "the preflight column counts the twins flagged by preflight's checks.", "",
              "| backend | cases | detection | right diagnosis | false alarms (twins) | NaN/dead/sat. within 2 epochs "
              "| median time to first finding | median epochs to first finding | detection, run only "
-             "| false alarms, run only | false alarms, preflight |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| right, run only | false alarms, run only | false alarms, preflight |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b, res in sorted(all_results.items()):
         s = summarize(res["results"])
         med = "-" if s["median_first_s"] is None else f"{s['median_first_s']:.1f} s"
         lines.append(f"| {b} | {s['cases']} | {_pct(s['detection'])} | {_pct(s['right'])} | {_pct(s['false_alarm'])} "
                      f"| {s['early_within_2']}/{s['early_cases']} | {med} | {s['median_first_epochs']} "
-                     f"| {_pct(s['detection_run'])} | {_pct(s['false_alarm_run'])} | {_pct(s['false_alarm_pre'])} |")
+                     f"| {_pct(s['detection_run'])} | {_pct(s['right_run'])} | {_pct(s['false_alarm_run'])} "
+                     f"| {_pct(s['false_alarm_pre'])} |")
     for b, res in sorted(all_results.items()):
         lines += ["", f"### {b} — per case ({res.get('when', '')}, preflight time budget {res.get('budget')} s)", "",
-                  "| case | fault tags | faulty: top finding | right | first (s / epochs) | twin: warnings/errors |",
-                  "|---|---|---|---|---|---|"]
+                  "| case | fault tags | faulty: top finding | right | faulty: warnings/errors ((pre) = preflight) "
+                  "| first (s / epochs) | twin: warnings/errors |",
+                  "|---|---|---|---|---|---|---|"]
         by = {}
         for r in res["results"]:
             by.setdefault(r["case"], {})["fixed" if r["fixed"] else "faulty"] = r
@@ -185,8 +209,8 @@ def markdown(all_results: dict) -> str:
                 top += " ; fit raised"
             first = f"{f['first_s']:.1f} / {f['first_epochs']}" if f.get("first_s") is not None else "-"
             twin = "-" if t is None else (", ".join(t["severe_tags"]) or "quiet")
-            lines.append(f"| {name} | {', '.join(f['tags'])} | {top} | {'yes' if f['right'] else 'no'} | {first} "
-                         f"| {twin} |")
+            lines.append(f"| {name} | {', '.join(f['tags'])} | {top} | {'yes' if f['right'] else 'no'} "
+                         f"| {', '.join(f['severe_tags']) or '-'} | {first} | {twin} |")
     return "\n".join(lines)
 
 
@@ -233,7 +257,7 @@ def main(argv=None):
         for p in parts:   # a later file's run of a case replaces an earlier one
             for r in p["results"]:
                 merged[(r["case"], r["fixed"])] = r
-        results = list(merged.values())
+        results = [rerank(r) for r in merged.values()]
         _save(backends.pop(), results, a.no_write, budget=parts[0].get("budget"))
         return 0
     os.environ["KERAS_BACKEND"] = a.backend

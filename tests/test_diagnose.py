@@ -514,3 +514,12 @@ def test_one_catastrophic_step_is_lr_too_high():
 
 def test_loss_at_or_below_prior_is_not_above_prior():
     assert "above_prior" not in [f.rule for f in diagnose_run(make_log([2.6, 2.31, 2.302, 2.302], None))]
+
+
+def test_run_cause_ranks_before_preflight_symptom_of_same_severity():
+    from kerasrecipe.diagnose import rank_findings
+
+    pre = Finding("preflight.zero_baseline", "error", "no better than zeroed inputs", tag="no_better_than_baseline")
+    cause = Finding("saturation", "error", "saturated", tag="saturation", epoch=0)
+    info = Finding("curves", "info", "learning", tag="learning", epoch=0)
+    assert [f.tag for f in rank_findings([info, pre, cause])] == ["saturation", "no_better_than_baseline", "learning"]

@@ -58,6 +58,10 @@ SYMPTOM_TAGS = frozenset({
 def rank_findings(findings: List[Finding]) -> List[Finding]:
     """Sort findings most severe first, with causes ahead of the symptoms they explain.
 
+    Within one severity, symptom findings (`SYMPTOM_TAGS`) come after all others whatever their
+    epoch (a preflight symptom such as "no better than the zero-input baseline" is explained by a
+    cause found during the run), then earlier epochs first.
+
     When both cause findings (dead units, saturation, gradient flow, LR, data faults: `CAUSE_TAGS`)
     and symptom findings (loss stuck, slow, oscillating, curve patterns: `SYMPTOM_TAGS`) are
     present, the most severe cause is raised to the severity of the worst symptom -- the cause is
@@ -82,7 +86,9 @@ def rank_findings(findings: List[Finding]) -> List[Finding]:
         for f in symptoms:
             f.evidence["explained_by"] = names
             f.causes = [f"found: {n.replace('_', ' ')} (see that finding)" for n in names] + f.causes
-    return sort_findings(sorted(items, key=lambda f: 0 if f.tag in CAUSE_TAGS else 1))
+    # severity first; within a severity, causes and other findings before symptoms, then by epoch
+    return sorted(sort_findings(sorted(items, key=lambda f: 0 if f.tag in CAUSE_TAGS else 1)),
+                  key=lambda f: (-f.rank, 1 if f.tag in SYMPTOM_TAGS else 0))
 
 
 def _as_view(log) -> LogView:
