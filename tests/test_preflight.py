@@ -202,3 +202,22 @@ def test_bad_arguments_raise_clear_errors(digits):
         kr.preflight(m, x, y[:10], verbose=0)
     with pytest.raises(ConfigError, match="unknown preflight option"):
         kr.preflight(m, x, y, options={"steps": 3}, verbose=0)
+
+
+def test_multi_input_model_dict_inputs():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((200, 3)).astype("float32")
+    b = rng.standard_normal((200, 2)).astype("float32") * 50  # unnormalised second input
+    y = (a[:, 0] + b[:, 0] / 50 > 0).astype("float32")
+    ia, ib = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    h = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()([ia, ib]))
+    m = keras.Model({"a": ia, "b": ib}, keras.layers.Dense(1, activation="sigmoid")(h))
+    m.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
+    r = kr.preflight(m, {"a": a, "b": b}, y, checks=["finite", "input_scale", "duplicates", "initial_loss",
+                     "batch_independence", "overfit_batch"], verbose=0, time_budget=None,
+                     options={"overfit_steps": 200})
+    assert r["input_scale"].status == "warning" and "x['b']" in r["input_scale"].summary
+    assert "x['a']" not in " ".join(i.message for i in r["input_scale"].issues)
+    assert r["batch_independence"].status == "skipped" and "multi-input" in r["batch_independence"].reason
+    assert r["initial_loss"].status != "skipped" and r["initial_loss"].evidence["measured"] > 0
+    assert r["overfit_batch"].status in ("passed", "warning"), r["overfit_batch"].summary

@@ -205,7 +205,10 @@ def check_zero_baseline(ctx, row, deadline):
     moved = max(abs(init - real_ho), abs(init - zero_ho)) / max(abs(init), 1e-12)
     gain = (zero_ho - real_ho) / max(abs(zero_ho), 1e-12)
     row.evidence.update({"relative_gain": gain, "relative_change": moved})
-    if moved < 0.05 and gain < 0.02:
+    if moved < 0.05 and gain < 0.02 and cut:
+        row.add("no_better_than_baseline", "info", f"inconclusive: the time budget stopped training after {done} "
+                f"steps, before the loss moved ({init:.4g} -> {real_ho:.4g})", "give preflight a larger time_budget")
+    elif moved < 0.05 and gain < 0.02:
         row.add("lr_too_low", "warning", f"inconclusive: {done} steps barely moved the loss ({init:.4g} -> "
                 f"{real_ho:.4g}); the learning rate may be too low", "raise the learning rate (lr_find, D2) or "
                 "give preflight a larger time_budget")
@@ -285,6 +288,9 @@ def check_overfit_batch(ctx, row, deadline):
         row.add("cannot_overfit", "error", f"cannot overfit {k} samples: the loss rose from {init:.4g} to "
                 f"{final:.4g}{lr_note}", "the learning rate is too high (try 10x lower, lr_find D2) or the "
                 "loss/labels are wrong (C4)")
+    elif cut:
+        row.add("cannot_overfit", "info", f"inconclusive: the time budget stopped the loop after {len(losses)} "
+                f"steps (loss {init:.4g} -> {best:.4g})", "give preflight a larger time_budget")
     elif best > 0.5 * init:
         row.add("cannot_overfit", "error", f"cannot overfit {k} samples: the loss only went {init:.4g} -> "
                 f"{best:.4g} in {len(losses)} steps{lr_note}", "a bug (inputs not reaching the output, labels not "
