@@ -34,3 +34,10 @@ bench: $(VENV)/.installed build
 
 clean:
 	rm -rf build *.egg-info kerasrecipe/*.so .pytest_cache
+
+# The main job: the whole recipe on the digits images, with an HTML report (kerasrecipe/demo.py).
+DEMO_BACKEND ?= jax
+DEMO_ARGS ?=
+.PHONY: demo
+demo: $(VENV)/.installed
+	MPLBACKEND=Agg $(VENV)/bin/kerasrecipe demo --backend $(DEMO_BACKEND) $(DEMO_ARGS)
