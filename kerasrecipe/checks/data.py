@@ -18,10 +18,6 @@ SPREAD_WARN = 1000.0      # ratio of largest to smallest feature std: features o
 MAX_FEATURES = 4096       # per-feature statistics on at most this many features
 
 
-def _float_leaves(sample):
-    return [(n, a) for n, a in leaves(sample.x) if np.issubdtype(np.asarray(a).dtype, np.floating)]
-
-
 def _is_int_seq(a) -> bool:
     a = np.asarray(a)
     return a.ndim == 2 and (np.issubdtype(a.dtype, np.integer)) and a.shape[1] > 1

@@ -5,7 +5,7 @@ Used by the preflight checks and by `kerasrecipe.init.set_output_bias`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 

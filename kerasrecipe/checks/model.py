@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 
-from kerasrecipe.checks.context import all_layers
-from kerasrecipe.checks.sample import leaves, take
+from kerasrecipe.checks.sample import take
 from kerasrecipe.checks.targets import BIAS_FIX, _needs, expected_initial_loss
 
 PARAMS_PER_SAMPLE_WARN = 100.0   # C7: "don't fit 1M parameters on 10k samples"
