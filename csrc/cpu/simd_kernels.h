@@ -129,7 +129,7 @@ inline void stats_f32_impl(const float* x, int64_t n, float satf, HistSink& hs, 
                 int32_t id[8];
                 __builtin_memcpy(id, &key, sizeof(id));
                 ++hs.key[0][id[0]]; ++hs.key[1][id[1]]; ++hs.key[2][id[2]]; ++hs.key[3][id[3]];
-                ++hs.key[0][id[4]]; ++hs.key[1][id[5]]; ++hs.key[2][id[6]]; ++hs.key[3][id[7]];
+                ++hs.key[4][id[4]]; ++hs.key[5][id[5]]; ++hs.key[6][id[6]]; ++hs.key[7][id[7]];
             } else {
                 i8 idx;
                 d4 tlo = (__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), d4) - lo) * scale;

@@ -26,10 +26,12 @@ void stats_many(const std::vector<TensorRef>& ts, double saturation, const HistP
     std::mutex mu;
     auto worker = [&](int) {
         const size_t slots = size_t(nb) + 1;
-        std::vector<int64_t> local(4 * slots, 0), keys(4 * size_t(N_KEYS), 0);
+        std::vector<int64_t> local(4 * slots, 0);
+        std::vector<uint32_t> keys(8 * size_t(N_KEYS), 0);
         HistSink hs;
         for (int k = 0; k < 4; ++k) hs.h[k] = local.data() + k * slots;
-        for (int k = 0; k < 4; ++k) hs.key[k] = keys.data() + k * size_t(N_KEYS);
+        for (int k = 0; k < 8; ++k) hs.key[k] = keys.data() + k * size_t(N_KEYS);
+        int64_t since_flush = 0;  // values counted into the uint32 key copies since the last flush
         hs.mode = hp.mode; hs.lo = hp.lo; hs.scale = hp.scale; hs.nbins = nb; hs.trash = nb;
         int cur = -1;
         auto flush = [&]() {
@@ -41,16 +43,21 @@ void stats_many(const std::vector<TensorRef>& ts, double saturation, const HistP
                 if (hp.mode == HIST_LOG2) {
                     for (int k = 0; k < N_KEYS; ++k) {
                         const int bin = key_to_bin(k);
-                        if (bin >= 0) dst[bin] += keys[k] + keys[N_KEYS + k] + keys[2 * N_KEYS + k] + keys[3 * N_KEYS + k];
+                        if (bin < 0) continue;
+                        int64_t sum = 0;
+                        for (int c = 0; c < 8; ++c) sum += keys[size_t(c) * N_KEYS + k];
+                        dst[bin] += sum;
                     }
                 }
             }
             std::fill(local.begin(), local.end(), int64_t(0));
-            std::fill(keys.begin(), keys.end(), int64_t(0));
+            std::fill(keys.begin(), keys.end(), uint32_t(0));
+            since_flush = 0;
         };
         for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks.size();) {
             const Chunk& c = chunks[i];
-            if (c.t != cur) { flush(); cur = c.t; }
+            if (c.t != cur || since_flush > (int64_t(1) << 31)) { flush(); cur = c.t; }
+            since_flush += c.e - c.b;
             stats_block(ts[c.t], c.b, c.e, saturation, hs, parts[i]);
         }
         flush();
