@@ -43,7 +43,8 @@ Clipping contract and differences from Keras's ``global_clipnorm``
 ------------------------------------------------------------------
 * The norm is accumulated in float64 over all tensors (NaN/Inf propagate into it); the
   coefficient is computed in float64 and each tensor is scaled in float32 (float64 for float64
-  tensors) and rounded back to its dtype.
+  tensors) and rounded back to its dtype. A multiplication by exactly 1 changes no value, so the
+  native kernels skip that pass (same result as torch's unconditional multiply, less traffic).
 * Keras (``keras.optimizers.*(global_clipnorm=c)``) uses ``c / max(norm, c)``: no ``eps``, and the
   tensors are left exactly unchanged when ``norm <= c``. Here, as in torch, ``eps`` makes the
   clipped norm slightly below ``max_norm``, and the multiplication by ``coef`` (1 when not
