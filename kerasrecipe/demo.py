@@ -260,10 +260,11 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
 
 def _findings(callbacks, run_dir) -> list:
     """The end-of-fit diagnosis: the DiagnosisCallback's findings, else findings.json."""
+    from kerasrecipe.callbacks.diagnosis import DiagnosisCallback
     from kerasrecipe.diagnose.finding import Finding
 
     for cb in callbacks:
-        if type(cb).__name__ == "DiagnosisCallback":
+        if isinstance(cb, DiagnosisCallback):
             return list(cb.findings)
     path = os.path.join(run_dir, "findings.json")
     if os.path.exists(path):
