@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-def worker(budget_s: float) -> dict:
+def worker(budget_s: float, repeats: int = 3) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import keras
@@ -90,7 +90,6 @@ def worker(budget_s: float) -> dict:
     t0 = time.perf_counter()
     fit("plain", 2)
     per_epoch = (time.perf_counter() - t0) / 2
-    repeats = 3
     epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
     res = {"plain": ([], []), "recipe": ([], [])}
     for r in range(repeats):
@@ -109,11 +108,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="tensorflow,torch,jax")
     ap.add_argument("--budget", type=float, default=55.0, help="seconds of timed fits per backend")
+    ap.add_argument("--repeats", type=int, default=3, help="alternated fits per variant")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.budget)))
+        print("RESULT " + json.dumps(worker(args.budget, args.repeats)))
         return
     from _results import machine, write_section
 
@@ -121,7 +121,8 @@ def main():
     for b in args.backends.split(","):
         env = dict(os.environ, KERAS_BACKEND=b, MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL="2")
         t0 = time.time()
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--budget", str(args.budget)],
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--budget", str(args.budget),
+                              "--repeats", str(args.repeats)],
                              env=env, capture_output=True, text=True)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode != 0 or not line:
@@ -140,7 +141,7 @@ def main():
     lines = ["## recipe: overhead of `kerasrecipe.default()` over a plain `fit`", "",
              f"Machine: {machine()}. Small CNN (2 conv + 2 dense, 29k parameters) on digits 8x8, batch 32, "
              "45 steps/epoch, validation_split=0.2, verbose=0, default RecipeConfig (automatic probe "
-             "interval). Medians over all epochs after the first of 3 alternated fits per variant, "
+             f"interval). Medians over all epochs after the first of {rows[0]['repeats']} alternated fits per variant, "
              "each backend in its own process. Target: step-time overhead <= 5%.", "",
              "| backend | plain ms/step | recipe ms/step | step overhead | plain s/epoch | recipe s/epoch "
              "| epoch overhead | probes/epoch |",
