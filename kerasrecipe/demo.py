@@ -120,6 +120,7 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
         raise ConfigError(f"cv_folds={cv_folds!r} is invalid: expected an integer >= 2")
     import keras
     import numpy as np
+    from rich.markup import escape
 
     import kerasrecipe as kr
     from kerasrecipe.config import RecipeConfig
@@ -158,7 +159,7 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
     say(f"seed {seed} · backend [bold]{backend}[/bold] · digits: {len(x_train)} train / {len(x_val)} validation "
         f"images 8x8, 10 classes, scaled to [0, 1]" + (" · [red]labels shuffled (planted fault)[/red]"
                                                          if fault == "labels" else ""))
-    say(f"run directory: {run_dir}")
+    say(f"run directory: {escape(run_dir)}")
     cfg = RecipeConfig(seed=seed, epochs=epochs, run_root=out, run_name=name, early_stopping_patience=6,
                        plateau_patience=2, tensorboard=(backend == "tensorflow"), live_findings=True)
     callbacks = kr.default(cfg, run_dir=run_dir)
@@ -228,7 +229,7 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
         caught_by = sorted({f"{f.tag}" + (f" [{f.layer}]" if f.layer else "") for f in findings + pre
                             if f.tag in expected})
         if caught_by:
-            say(f"[bold green]planted fault '{fault}' caught[/bold green] by: {', '.join(caught_by)}")
+            say(f"[bold green]planted fault '{fault}' caught[/bold green] by: {escape(', '.join(caught_by))}")
         else:
             say(f"[bold red]planted fault '{fault}' NOT caught[/bold red]: no finding tagged "
                 f"{sorted(expected)}")
