@@ -110,22 +110,14 @@ def split_validation(y, fraction: float, *, stratify=None, seed=None, n=None):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def optimizer_from_config(config: RecipeConfig):
-    """A fresh Keras optimizer for `config` (optimizer, learning_rate, momentum, nesterov,
-    weight_decay, clipnorm); used when a build function returns an uncompiled model."""
-    import keras
+def optimizer_from_config(config: RecipeConfig, n_train: int):
+    """The config's optimizer (engineer L's `kerasrecipe.optimizers.from_config`), with the
+    steps per epoch a schedule needs; for build functions that leave the model uncompiled."""
+    import math
 
-    cfg = config
-    kw = {"learning_rate": cfg.learning_rate}
-    if cfg.clipnorm is not None:
-        kw["global_clipnorm"] = cfg.clipnorm
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(**kw)
-    if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay or 1e-4, **kw)
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **kw)
-    return keras.optimizers.RMSprop(**kw)
+    from kerasrecipe.optimizers import from_config
+
+    return from_config(config, steps_per_epoch=max(1, math.ceil(n_train / config.batch_size)))
 
 
 def recipe_callbacks(config: RecipeConfig, run_dir: Optional[str]):
@@ -216,14 +208,6 @@ def fit_recipe(
         raise InputTypeError(
             f"the build function returned {type(model).__name__}, expected a keras.Model"
         )
-    if not model.compiled or model.loss is None or model.optimizer is None:
-        if not compile_defaults:
-            raise NotCompiledError(
-                "the model is not compiled: compile it in the build function "
-                "(model.compile(optimizer, loss, metrics)) before training"
-            )
-        model.compile(optimizer=optimizer_from_config(cfg), **compile_defaults)
-
     n = _num_samples(x)
     if validation_data is not None:
         train_idx, val_idx = np.arange(n), np.arange(0)
@@ -238,6 +222,14 @@ def fit_recipe(
         x_tr, y_tr = _take(x, train_idx), _take(y, train_idx)
         if len(val_idx):
             validation_data = (_take(x, val_idx), _take(y, val_idx))
+
+    if not model.compiled or model.loss is None or model.optimizer is None:
+        if not compile_defaults:
+            raise NotCompiledError(
+                "the model is not compiled: compile it in the build function "
+                "(model.compile(optimizer, loss, metrics)) before training"
+            )
+        model.compile(optimizer=optimizer_from_config(cfg, len(train_idx)), **compile_defaults)
 
     bias_status = None
     if output_bias:

@@ -126,7 +126,7 @@ def distill(
     import keras
 
     from kerasrecipe.config import RecipeConfig, resolve_config
-    from kerasrecipe.cv import class_labels, fit_recipe, infer_task, optimizer_from_config
+    from kerasrecipe.cv import class_labels, fit_recipe, optimizer_from_config
 
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature={temperature!r} must be a finite number > 0 (1..10 is typical)")
@@ -209,10 +209,12 @@ def distill(
             targets.append(np.asarray(y, dtype="float32").reshape(soft.shape))
 
     trainer = keras.Model(inp, outputs, name=f"distill_{student.name}")
+    x_first = keras.tree.flatten(x)[0]
     if student.compiled and student.optimizer is not None:
         opt = keras.optimizers.deserialize(keras.optimizers.serialize(student.optimizer))
     else:
-        opt = optimizer_from_config(cfg)
+        n_fit = len(x_first) if validation_data is not None else len(x_first) - int(round(cfg.validation_split * len(x_first)))
+        opt = optimizer_from_config(cfg, n_fit)
     trainer.compile(optimizer=opt, loss=losses, loss_weights=weights)
 
     stratify = class_labels(soft) if task == "classification" else None

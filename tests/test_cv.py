@@ -7,8 +7,9 @@ import pytest
 
 from kerasrecipe.cv import cross_validate, fit_recipe, split_validation
 from kerasrecipe.errors import ConfigError, InputTypeError, NotCompiledError
+from kerasrecipe.sklearn import SKLEARN_CONFIG
 
-CFG = {"epochs": 3, "batch_size": 32}
+CFG = {**SKLEARN_CONFIG, "epochs": 3, "batch_size": 32}  # the recipe without the costly probes
 
 
 def build_classifier():

@@ -5,9 +5,9 @@ import pytest
 from kerasrecipe.distill import distill
 from kerasrecipe.ensemble import Ensemble
 from kerasrecipe.errors import ConfigError
+from kerasrecipe.sklearn import SKLEARN_CONFIG
 
-QUIET = {"batch_size": 64, "checkpoint": "none", "backup": False, "tensorboard": False,
-         "monitor_health": False, "live_findings": False}
+QUIET = {**SKLEARN_CONFIG, "batch_size": 64}
 
 
 def mlp(units, n_out=10, activation="softmax"):

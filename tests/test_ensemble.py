@@ -8,6 +8,7 @@ import pytest
 
 from kerasrecipe.ensemble import Ensemble
 from kerasrecipe.errors import ConfigError, InputTypeError
+from kerasrecipe.sklearn import SKLEARN_CONFIG
 
 
 def tiny_mlp(n_in=64, n_out=10, units=16, activation="softmax", loss="sparse_categorical_crossentropy"):
@@ -42,8 +43,7 @@ def seed_ensembles(digits_split, tmp_path_factory):
     for base in (0, 100):
         ens = Ensemble.from_seeds(
             lambda: tiny_mlp(units=12), X, y, seeds=[base + i for i in range(5)],
-            config={"epochs": 3, "batch_size": 64, "checkpoint": "none", "backup": False,
-                    "tensorboard": False, "monitor_health": False, "live_findings": False},
+            config={**SKLEARN_CONFIG, "epochs": 3, "batch_size": 64},
             validation_data=(Xv, yv), run_dir=str(tmp_path_factory.mktemp(f"seeds{base}")),
         )
         out.append(ens)
@@ -99,8 +99,6 @@ def test_weighted_blend_and_vote(seed_ensembles, digits_split):
 
 
 def test_combine_rules_on_hand_made_predictions():
-    import keras
-
     ens = Ensemble([tiny_mlp(n_in=2, n_out=3), tiny_mlp(n_in=2, n_out=3), tiny_mlp(n_in=2, n_out=3)])
     P = np.array([
         [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]],
@@ -122,7 +120,6 @@ def test_combine_rules_on_hand_made_predictions():
     assert Ensemble(regs).task == "regression"
     with pytest.raises(ConfigError, match="vote"):
         Ensemble(regs, method="vote")
-    del keras
 
 
 @pytest.mark.parametrize("fmt", ["dir", "zip"])
