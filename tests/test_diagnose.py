@@ -523,3 +523,8 @@ def test_run_cause_ranks_before_preflight_symptom_of_same_severity():
     cause = Finding("saturation", "error", "saturated", tag="saturation", epoch=0)
     info = Finding("curves", "info", "learning", tag="learning", epoch=0)
     assert [f.tag for f in rank_findings([info, pre, cause])] == ["saturation", "no_better_than_baseline", "learning"]
+
+
+def test_astronomically_negative_cross_entropy_is_divergence():
+    fs = diagnose_run(make_log([-1.05e6, -2e6, -2e6], None))
+    assert fs[0].tag == "nan" and fs[0].rule == "loss_domain" and "overflow" in fs[0].symptom

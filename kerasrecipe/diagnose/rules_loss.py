@@ -154,13 +154,18 @@ def above_prior(log) -> List[Finding]:
     )]
 
 
+LOSS_OVERFLOW = 1e3   # |negative CE| beyond this cannot come from labels: -log(eps=1e-7) is 16 per unit of label
+
+
 def loss_domain(log) -> List[Finding]:
     """A cross-entropy below zero (C8, J3): the targets are outside the loss's domain.
 
     Cross-entropy is -sum(y log p) with 0 <= p <= 1, so it is >= 0 for any target in [0, 1]
     (one-hot rows, class ids, probabilities). A negative value can only come from targets outside
     that range (labels in {-1, 1} or {0, 255} fed to binary cross-entropy): the optimiser then
-    drives the loss to minus infinity instead of fitting the labels.
+    drives the loss to minus infinity instead of fitting the labels. Keras clips probabilities at
+    epsilon = 1e-7, so such a loss is bounded by about -16 per unit of label; a value below -1e3
+    can only be numerical overflow of the logits: the run diverged (tag nan).
     """
     v = view(log)
     if "crossentropy" not in v.loss_name():
@@ -174,6 +179,16 @@ def loss_domain(log) -> List[Finding]:
         epoch, value = pts[0].get("epoch"), num(pts[0].get("loss"))
     else:
         epoch, value = eps[neg[0]], float(tr[neg[0]])
+    if value < -LOSS_OVERFLOW:
+        return [Finding(
+            rule="loss_domain", severity="error",
+            symptom=(f"cross-entropy loss is {fmt(value)} at epoch {epoch}: far beyond what clipped probabilities "
+                     "allow, the logits overflowed (the run diverged)"),
+            evidence={"loss": value, "epoch": epoch},
+            causes=["learning rate too high: the weights and logits blew up", "exploding gradients"],
+            fixes=["lower the learning rate 10x and clip gradients by global norm (D1, D8)"],
+            tips=["G2", "D1", "D8"], tag="nan", epoch=epoch,
+        )]
     return [Finding(
         rule="loss_domain", severity="error",
         symptom=f"cross-entropy loss is negative ({fmt(value)} at epoch {epoch}): impossible for targets in [0, 1]",
