@@ -16,7 +16,7 @@ The callbacks, in the order Keras calls them (they share one RunContext and one 
 | RecipeCheckpoint                 | A5          | checkpoints/epochNNNN-<monitor><value>...       |
 | keras EarlyStopping              | F2          | on val_loss, best weights restored              |
 | ReduceLROnPlateauAny (LR tools)  | D3          | halve the LR on a plateau, schedules included   |
-| keras TensorBoard                | A6          | RUN_DIR/tensorboard, when tensorboard installed |
+| EpochTensorBoard (keras TB)      | A6          | RUN_DIR/tensorboard, when tensorboard installed |
 | RecipeBackup                     | -           | resume after a crash                            |
 | DiagnosisCallback                | G1, G5, C10 | live findings, findings.json, final table       |
 
@@ -24,6 +24,12 @@ The run directory is `config.run_root/<config.run_name or config.short_name()>-<
 at the end of each fit it is renamed to end in `-best_<monitor><value>` (see
 callbacks/diagnosis.py). Pass `run_dir=` to choose the directory yourself: it is then never
 renamed, and if it holds a crashed run, the run continues there (resume).
+
+Step-time overhead: none of these callbacks blocks Keras's asynchronous batch-end dispatch (the
+per-step work runs at batch begin, or in batch-end hooks of `async_safe` callbacks that only store
+values), so the device is not waited for after every step on JAX and PyTorch. On TensorFlow Keras
+never dispatches asynchronously (its logs are read after every step with or without the recipe).
+benchmarks/bench_recipe.py measures the overhead against a plain fit.
 
 Without validation data the monitored metric falls back from `val_loss` to `loss` (a `note`
 event says so, and `best.json` records `monitor_fallback: true`).
@@ -38,12 +44,47 @@ from typing import List, Optional
 import keras
 
 from kerasrecipe.config import RecipeConfig, resolve_config
-from kerasrecipe.errors import InputTypeError
+from kerasrecipe.errors import ConfigError, InputTypeError
 from kerasrecipe.runlog import RunLog
 
 
 def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None and importlib.util.find_spec("tensorflow") is not None
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """keras.callbacks.TensorBoard that writes at epoch end only, without slowing the steps (A6).
+
+    Keras's TensorBoard overrides `on_train_batch_end`, and any callback that does so (unless it
+    is `async_safe`) makes Keras call batch-end callbacks synchronously and turn the logs into
+    Python floats after every step: a device sync per step on JAX and PyTorch. With
+    update_freq="epoch", profile_batch=0, write_graph=False and write_steps_per_second=False (what
+    this class forces), TensorBoard's batch-end hook only calls `summary.scalar` while no writer is
+    active, which writes nothing. This class drops that hook, so it is async_safe; epoch metrics,
+    validation metrics and histograms (`histogram_freq`) are written as by TensorBoard.
+
+    Args:
+        log_dir: where to write the event files.
+        histogram_freq: epochs between weight histograms (0 = none).
+
+    Example:
+        >>> tb = EpochTensorBoard("runs/try1/tensorboard")
+        >>> model.fit(x, y, epochs=10, callbacks=[tb])
+    """
+
+    async_safe = True
+
+    def __init__(self, log_dir="logs", histogram_freq=0, **kwargs):
+        for key, value in (("update_freq", "epoch"), ("profile_batch", 0), ("write_graph", False),
+                           ("write_steps_per_second", False)):
+            if kwargs.pop(key, value) != value:
+                raise ConfigError(f"EpochTensorBoard needs {key}={value!r}; use keras.callbacks.TensorBoard "
+                                  "for per-batch logging")
+        super().__init__(log_dir=log_dir, histogram_freq=histogram_freq, update_freq="epoch", profile_batch=0,
+                         write_graph=False, write_steps_per_second=False, **kwargs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        return None  # nothing to write between epochs (see the class docstring)
 
 
 def _new_run_dir(cfg: RecipeConfig) -> str:
@@ -123,8 +164,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
         cbs.append(plateau)
     tb = None
     if cfg.tensorboard and _tensorboard_available():
-        tb = keras.callbacks.TensorBoard(log_dir=ctx.path("tensorboard"), histogram_freq=0, write_graph=False,
-                                         update_freq="epoch", profile_batch=0)
+        tb = EpochTensorBoard(log_dir=ctx.path("tensorboard"), histogram_freq=0)
         cbs.append(tb)
     if cfg.backup:
         cbs.append(RecipeBackup(context=ctx, stateful=stateful))

@@ -126,3 +126,68 @@ def test_helpers():
                                 "from_logits": False}
     m.compile("adam", "mse")
     assert describe_loss(m)["task"] == "regression"
+
+
+def test_default_callbacks_keep_keras_async_batch_end_dispatch(tmp_path):
+    """No recipe callback may force Keras to wait for the device after every step (issue 7)."""
+    from keras.src import backend as kbackend
+    from keras.src.utils.python_utils import is_default
+
+    import kerasrecipe
+
+    cbs = kerasrecipe.default(run_dir=str(tmp_path / "run"), tensorboard=True)
+    for cb in cbs:
+        assert getattr(cb, "async_safe", False) or (
+            is_default(cb.on_train_batch_end) and is_default(cb.on_batch_end)), type(cb).__name__
+    assert keras.callbacks.CallbackList(cbs)._async_train is bool(kbackend.IS_THREAD_SAFE)
+
+
+def test_run_logger_orders_out_of_order_batch_ends(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), L.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    logger = RunLogger()
+    logger.set_model(model)
+    ctx = logger.context
+    ctx.fit_info = {"num_samples": 100, "batch_size": 32, "has_validation": False}
+    own = [1.0, 2.0, 3.0, 0.5]  # each batch's own loss; batch sizes 32, 32, 32, 4
+    sizes = [32, 32, 32, 4]
+    means, total, seen = [], 0.0, 0
+    for lo, n in zip(own, sizes):
+        total, seen = total + lo * n, seen + n
+        means.append(total / seen)
+    logger.on_epoch_begin(0)
+    logger.on_train_batch_begin(0)
+    for b in (1, 0, 3):  # the order Keras's callback thread may run them in
+        logger.on_train_batch_end(b, {"loss": means[b]})
+    logger.on_train_batch_begin(1)
+    assert [r["step"] - ctx.epoch_start_step for r in logger.runlog.of("batch")] == [0, 1]  # contiguous only
+    logger.on_train_batch_end(2, {"loss": means[2]})
+    logger.on_epoch_end(0, {"loss": means[-1]})
+    got = logger.runlog.of("batch")
+    assert [r["step"] - ctx.epoch_start_step for r in got] == [0, 1, 2, 3]
+    np.testing.assert_allclose([r["loss"] for r in got], own, rtol=1e-9)
+    assert ctx.batch_loss[0] == ctx.epoch_start_step + 3
+
+
+def test_nan_guard_notes_on_batch_end_acts_on_next_begin_and_restores_at_epoch_end():
+    from kerasrecipe.callbacks import NaNGuard
+
+    model = keras.Sequential([keras.Input((2,)), L.Dense(1)])
+    model.compile("sgd", "mse")
+    guard = NaNGuard()
+    guard.set_model(model)
+    guard.on_train_begin()
+    guard.on_epoch_begin(0)
+    good = model.get_weights()
+    model.set_weights([np.full((2, 1), np.nan, "float32"), np.zeros(1, "float32")])
+    guard.on_train_batch_end(2, {"loss": 0.5})
+    guard.on_train_batch_end(3, {"loss": float("nan")})  # only noted (this may run on Keras's thread)
+    assert guard.tripped is None and not model.stop_training
+    guard.on_train_batch_begin(4)
+    assert guard.tripped is not None and model.stop_training
+    assert guard.tripped["where"] == "weights" and guard.tripped["layer"] == model.layers[0].name
+    assert not np.all(np.isfinite(model.get_weights()[0]))  # step 4 still runs: restored at epoch end
+    guard.on_epoch_end(0, {"loss": float("nan")})
+    for w, g in zip(model.get_weights(), good):
+        np.testing.assert_array_equal(w, g)
+    assert len([e for e in guard.runlog.of("event") if e["event"] == "nan"]) == 1

@@ -13,6 +13,12 @@ and a `grad` record with the global gradient norm on the probe batch. When the o
 `last_global_norm` (kerasrecipe.optimizers.clip_global_norm), the global norm of the real
 training gradients is also recorded at every step, at almost no cost.
 
+Overhead: all per-step work happens in `on_train_batch_begin` (the begin hook of batch i runs
+after step i-1 and closes it; the last step of an epoch is closed at epoch end). The monitor has
+no batch-end hook, so Keras keeps dispatching batch-end callbacks asynchronously and does not wait
+for the device after every step. The per-step `last_global_norm` read (only when the optimizer
+clips with kerasrecipe.optimizers.clip_global_norm) is the one per-step device read left.
+
 Probe schedule: the first step of a fit, then every `interval` steps. `interval=None` (default)
 aims at ~4 probes per epoch but lengthens the interval so the probes cost at most
 `overhead_budget` (3%) of the training time, measured as the run goes.
@@ -145,6 +151,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self._step_time = None
         self._t_last = None
         self._gnorm_var = None
+        self._open = None  # the step begun by the last batch-begin hook, not closed yet
         self.probes_done = 0
 
     @property
@@ -194,6 +201,7 @@ class HealthMonitor(keras.callbacks.Callback):
                 break
         self._next_probe = self._current_step(0)  # probe the first step of every fit
         self._t_last = None
+        self._open = None
         if ctx.probe is None:
             self._next_probe = None
             ctx.note("health monitoring is off for this fit: no probe batch "
@@ -220,19 +228,35 @@ class HealthMonitor(keras.callbacks.Callback):
                 self._own_epoch_start = 0
 
     # ------------------------------------------------------------------ steps
+    # All per-step work runs at batch BEGIN: the begin hook of batch i runs after step i-1, so it
+    # closes step i-1 (its clipped-gradient norm, the probe if step i-1 was a probe step, the
+    # step time) and then opens step i. The last step of an epoch is closed at epoch end. The
+    # monitor has no batch-end hook, so Keras keeps its asynchronous batch-end dispatch.
     def on_train_batch_begin(self, batch, logs=None):
-        if self._next_probe is not None and self._current_step(batch) >= self._next_probe:
+        now = time.perf_counter()
+        self._close_step(now)
+        step = self._current_step(batch)
+        if self._next_probe is not None and step >= self._next_probe:
             t0 = time.perf_counter()
             sync_model_state(self.model)
             self._before = trainable_numpy(self.model)
             self._before_cost = time.perf_counter() - t0
         else:
             self._before = None
+        self._open = step
+        self._t_last = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
+        self._close_step(None)
+        self._t_last = None  # the time between epochs is no training step
+
+    def _close_step(self, now):
+        """Finish the step opened by the last batch-begin hook (`now`: None = no step timing)."""
+        step = self._open
+        if step is None:
+            return
+        self._open = None
         ctx = self.context
-        step = self._current_step(batch)
-        now = time.perf_counter()
         if self._gnorm_var is not None:
             try:
                 g = _read_optimizer_variable(self.model, self._gnorm_var)
@@ -247,12 +271,10 @@ class HealthMonitor(keras.callbacks.Callback):
             cost = time.perf_counter() - t0 + getattr(self, "_before_cost", 0.0)
             self._probe_costs.append(cost)
             self._schedule_next(step)
-            self._t_last = time.perf_counter()
             return
-        if self._t_last is not None:
+        if now is not None and self._t_last is not None:
             dt = now - self._t_last
             self._step_time = dt if self._step_time is None else 0.9 * self._step_time + 0.1 * dt
-        self._t_last = now
 
     def _schedule_next(self, step):
         if self.interval is not None:

@@ -1,7 +1,6 @@
 """NaNGuard: stop on a non-finite loss, restore the last finite weights, name the origin (tip G2).
 
-Checks the loss after every batch (the value is already on the host for the run log, so this is
-free) and the epoch's train/validation losses. On a non-finite value it
+Checks the loss of every batch and the epoch's train/validation losses. On a non-finite value it
 
 1. stops training (`model.stop_training = True`; fit returns normally, every file is kept);
 2. finds where it started, on the fixed probe batch with the weights as they are now: the first
@@ -11,6 +10,14 @@ free) and the epoch's train/validation losses. On a non-finite value it
    health probe) and says from which step they are;
 4. writes an `event` record {"event": "nan", "where", "layer", "step", "epoch", ...} that the
    diagnosis rules turn into a finding.
+
+Overhead: the guard is `async_safe`, so Keras keeps dispatching batch-end callbacks on its
+callback thread instead of waiting for the device after every step. `on_train_batch_end` (maybe
+on that thread, maybe late) only notes the first non-finite loss and its step; the guard acts on
+the main thread at the next batch begin, or at the end of the epoch at the latest (Keras waits for
+all batch-end calls before it). Training stops after the step running then, and the last finite
+weights are put back at the end of that epoch (a step begun before the stop would otherwise
+overwrite them). The recorded step is the step whose loss was first non-finite.
 """
 from __future__ import annotations
 
@@ -44,6 +51,9 @@ class NaNGuard(keras.callbacks.Callback):
         >>> guard.tripped and guard.tripped["layer"]
     """
 
+    # on_train_batch_end only stores a tuple (see the module docstring): safe on Keras's thread.
+    async_safe = True
+
     def __init__(self, restore: bool = True, context: Optional[RunContext] = None):
         super().__init__()
         self.context = context if context is not None else RunContext()
@@ -52,6 +62,8 @@ class NaNGuard(keras.callbacks.Callback):
         self._probe = None
         self._probe_model = None
         self._fit_tripped = False
+        self._bad = None        # (step, loss) of the first non-finite batch loss, set by batch end
+        self._restore_to = None  # (step, weights) to put back at the end of the epoch
 
     @property
     def runlog(self):
@@ -62,6 +74,8 @@ class NaNGuard(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._fit_tripped = False
+        self._bad = None
+        self._restore_to = None
 
     def on_epoch_begin(self, epoch, logs=None):
         sync_model_state(self.model)
@@ -70,29 +84,54 @@ class NaNGuard(keras.callbacks.Callback):
             self.context.finite_snapshot = (self.context.step, w)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._fit_tripped:
-            return
-        ctx = self.context
-        bl = ctx.batch_loss
-        if bl is not None and bl[0] == ctx.step and ctx.fit_index >= 0:
-            value = bl[2]
-        else:
+        # May run on Keras's callback thread, late: only note the first non-finite loss. The loss
+        # Keras reports is the epoch's running mean, non-finite from the first bad batch on.
+        if self._bad is None and not self._fit_tripped:
             value = (logs or {}).get("loss")
-        if value is not None and not is_finite_number(value):
-            self.trip("loss", f"training loss became {float(value)} at step {ctx.step}")
+            if value is not None and not is_finite_number(value):
+                ctx = self.context
+                step = ctx.epoch_start_step + int(batch) if ctx.fit_index >= 0 else ctx.step
+                self._bad = (step, value)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._bad is not None and not self._fit_tripped:
+            self._trip_bad(restore_now=False)
+
+    def _trip_bad(self, restore_now):
+        step, value = self._bad
+        self.trip("loss", f"training loss became {float(value)} at step {step}", step=step,
+                  restore_now=restore_now)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._fit_tripped:
+        if not self._fit_tripped:
+            if self._bad is not None:
+                self._trip_bad(restore_now=True)
+            else:
+                logs = logs or {}
+                for key in ("loss", "val_loss"):
+                    if key in logs and not is_finite_number(logs[key]):
+                        self.trip("loss", f"{key} became {logs[key]} in epoch {self.context.epoch}")
+                        break
+        self._apply_restore()
+
+    def on_train_end(self, logs=None):
+        self._apply_restore()
+
+    def _apply_restore(self):
+        if self._restore_to is None:
             return
-        logs = logs or {}
-        for key in ("loss", "val_loss"):
-            if key in logs and not is_finite_number(logs[key]):
-                self.trip("loss", f"{key} became {logs[key]} in epoch {self.context.epoch}")
-                return
+        sync_model_state(self.model)
+        try:
+            self.model.set_weights(self._restore_to[1])
+        except Exception as e:  # pragma: no cover - shapes never change mid-fit
+            self.context.note(f"could not restore the last finite weights ({type(e).__name__}: {e})")
+        self._restore_to = None
 
     # ------------------------------------------------------------------ the trip
-    def trip(self, what: str, message: str) -> dict:
+    def trip(self, what: str, message: str, *, step: Optional[int] = None, restore_now: bool = True) -> dict:
+        """Stop, find the origin, restore (now, or at the end of the epoch) and log the event."""
         ctx, model = self.context, self.model
+        step = ctx.step if step is None else int(step)
         self._fit_tripped = True
         model.stop_training = True
         sync_model_state(model)
@@ -121,19 +160,18 @@ class NaNGuard(keras.callbacks.Callback):
         restored_step = None
         snap = ctx.finite_snapshot
         if self.restore and snap is not None:
-            try:
-                model.set_weights(snap[1])
-                restored_step = snap[0]
-            except Exception as e:  # pragma: no cover - shapes never change mid-fit
-                ctx.note(f"could not restore the last finite weights ({type(e).__name__}: {e})")
+            restored_step = snap[0]
+            self._restore_to = snap
+            if restore_now:
+                self._apply_restore()
         full = (f"{message}; first non-finite: {where} of layer {layer!r}" if layer else f"{message}; "
                 "origin: the loss itself (weights and layer outputs are finite)")
         full += (f"; restored the last finite weights (step {restored_step})" if restored_step is not None
                  else "; no finite weights to restore")
-        rec = ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="nan", message=full, where=where,
+        rec = ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="nan", message=full, where=where,
                              layer=layer, nonfinite_weights=weights_bad, activation_origin=origin["activation"],
                              gradient_origin=origin["gradient"], restored_step=restored_step, trigger=what)
-        ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="stop", message="stopped by NaNGuard",
+        ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="stop", message="stopped by NaNGuard",
                        reason="nan")
         ctx.stopped_reason = "nan"
         self.tripped = rec

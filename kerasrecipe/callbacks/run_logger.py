@@ -12,6 +12,12 @@ Per-batch losses: Keras hands callbacks the running mean of the loss over the ep
 batch size. The logger turns it back into each batch's own loss,
 `(mean_k * n_k - mean_{k-1} * n_{k-1}) / (n_k - n_{k-1})` with n the samples seen so far
 (the last, smaller batch is accounted for when the number of samples is known).
+
+Overhead: the logger is `async_safe`. Its `on_train_batch_end` only stores the running mean by
+batch index (Keras may call it on its callback thread, late and out of order); the `batch` records
+are written in batch order from the next batch-begin hook and at the end of the epoch, when Keras
+has waited for every batch-end call. So Keras keeps its asynchronous batch-end dispatch and does
+not wait for the device after each step.
 """
 from __future__ import annotations
 
@@ -118,12 +124,18 @@ class RunLogger(keras.callbacks.Callback):
         >>> logger.runlog.epoch_series("val_loss")
     """
 
+    # Its batch-end hook only stores a float by batch index, so Keras may keep dispatching
+    # batch-end callbacks asynchronously (no device sync per step; see _drain).
+    async_safe = True
+
     def __init__(self, run_dir=None, config=None, context: Optional[RunContext] = None, probe_data=None):
         super().__init__()
         self.context = context if context is not None else RunContext(config, run_dir)
         self.probe_data = probe_data
         self._prev_mean = 0.0
         self._prev_seen = 0
+        self._means = {}      # batch index -> running mean of the loss (written by batch-end calls)
+        self._drained = 0     # next batch index to turn into a `batch` record
         self._last_flush = time.time()
 
     # ------------------------------------------------------------------ public
@@ -225,22 +237,39 @@ class RunLogger(keras.callbacks.Callback):
         ctx.lr = _current_lr(self.model)
         self._epoch_lr = ctx.lr
         self._prev_mean, self._prev_seen = 0.0, 0
+        self._means, self._drained = {}, 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         ctx = self.context
         ctx.step = ctx.epoch_start_step + int(batch)
-        mean = _scalar((logs or {}).get("loss"))
-        if mean is None:
-            return
-        seen = self._seen(int(batch) + 1)
-        prev_mean, prev_seen = self._prev_mean, self._prev_seen
-        if seen > prev_seen and math.isfinite(mean) and math.isfinite(prev_mean):
-            loss = (mean * seen - prev_mean * prev_seen) / (seen - prev_seen)
-        else:
-            loss = mean
-        self._prev_mean, self._prev_seen = mean, seen
-        ctx.batch_loss = (ctx.step, loss, mean)
-        ctx.runlog.log("batch", epoch=ctx.epoch, step=ctx.step, loss=loss, lr=ctx.lr, flush=False)
+        self._drain()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # async_safe: Keras may call this on its callback thread, late and out of order. Only
+        # store the running mean by batch index; _drain (main thread) turns the means into
+        # per-batch losses and records, in batch order.
+        self._means[int(batch)] = _scalar((logs or {}).get("loss"))
+
+    def _drain(self):
+        """Turn the running means stored so far (contiguous from the last one done) into records."""
+        ctx = self.context
+        means = self._means
+        while self._drained in means:
+            b = self._drained
+            mean = means.pop(b)
+            self._drained = b + 1
+            if mean is None:
+                continue
+            step = ctx.epoch_start_step + b
+            seen = self._seen(b + 1)
+            prev_mean, prev_seen = self._prev_mean, self._prev_seen
+            if seen > prev_seen and math.isfinite(mean) and math.isfinite(prev_mean):
+                loss = (mean * seen - prev_mean * prev_seen) / (seen - prev_seen)
+            else:
+                loss = mean
+            self._prev_mean, self._prev_seen = mean, seen
+            ctx.batch_loss = (step, loss, mean)
+            ctx.runlog.log("batch", epoch=ctx.epoch, step=step, loss=loss, lr=ctx.lr, flush=False)
         now = time.time()
         if now - self._last_flush > FLUSH_SECONDS:
             ctx.runlog.flush()
@@ -256,6 +285,8 @@ class RunLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         ctx = self.context
+        self._drain()  # Keras has waited for every batch-end call of the epoch by now
+        self._means = {}
         logs = dict(logs or {})
         if ctx.fit_info.get("has_validation") is None:
             has_val = any(k.startswith("val_") for k in logs)
@@ -292,6 +323,7 @@ class RunLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         ctx = self.context
+        self._drain()
         ctx.fit_open = False
         ctx.runlog.flush()
         # Keras keeps a resumed run's initial epoch on the model; a later fit must start afresh.
