@@ -353,4 +353,4 @@ class RecipeRegressor(_RecipeMixin, SKLearnRegressor):
 
     def predict(self, X):
         """Predicted targets, shaped like the y given to fit."""
-        return self._reverse_process_target(self._predict_raw(X))
+        return self._reverse_process_target(self._predict_raw(X).astype(np.float64))  # sklearn: float64
