@@ -47,10 +47,18 @@ def test_finite_fires_on_nan_and_inf_and_is_quiet_on_clean(clean):
 def test_constant_features(clean):
     x, y = clean
     assert run(mlp(), x, y, ["constant_features"])["constant_features"].status == "passed"
+    # a few constant columns (image borders, unused one-hot columns) are harmless: info only
     xc = x.copy()
     xc[:, 5] = 3.0
     row = run(mlp(), xc, y, ["constant_features"])["constant_features"]
-    assert row.status == "warning" and row.evidence["constant"]["x"]["first"] == [5]
+    assert row.status == "passed" and row.evidence["constant"]["x"]["first"] == [5]
+    assert [(i.tag, i.severity) for i in row.issues] == [("data_problem", "info")]
+    # half constant is still info; most of the input constant (5 of 8) points at broken loading
+    xc[:, 1:4] = 0.0
+    assert run(mlp(), xc, y, ["constant_features"])["constant_features"].status == "passed"
+    xc[:, 6] = -1.0
+    row = run(mlp(), xc, y, ["constant_features"])["constant_features"]
+    assert row.status == "warning" and row.evidence["constant"]["x"]["constant"] == 5
     row = run(mlp(), np.ones_like(x), y, ["constant_features"])["constant_features"]
     assert row.status == "failed"
 
@@ -112,6 +120,24 @@ def test_class_balance(clean):
     assert row.status == "passed" and [i.severity for i in row.issues] == ["info"]
     rep = run(mlp(), x, balanced, ["class_balance"])
     assert rep.findings() == [] and rep.findings("info")[0].tag == "class_size"
+
+
+def test_class_balance_weighs_classes_by_sample_weight(clean):
+    x, _ = clean
+    yb = np.zeros(600, "int32")
+    yb[:20] = 1
+    yb[20:60] = 2
+    counts = np.bincount(yb)
+    # class_weight = n / (C * count) given as per-sample weights: every class gets the same mass
+    sw = (600 / (3 * counts))[yb].astype("float32")
+    row = run(mlp(), x, yb, ["class_balance"], sample_weight=sw)["class_balance"]
+    assert row.status == "passed", row.issues
+    assert np.allclose(row.evidence["weighted_mass"], [200, 200, 200])
+    assert row.evidence["imbalance_ratio"] == 27.0 and abs(row.evidence["weighted_imbalance_ratio"] - 1) < 1e-6
+    assert {(i.tag, i.severity) for i in row.issues} >= {("class_imbalance", "info")}
+    # weights that do not even the classes out leave the warning
+    row = run(mlp(), x, yb, ["class_balance"], sample_weight=np.ones(600, "float32"))["class_balance"]
+    assert row.status == "warning" and row.evidence["weighted_imbalance_ratio"] == 27.0
 
 
 def test_shift_between_train_and_validation(clean):

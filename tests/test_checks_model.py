@@ -118,6 +118,28 @@ def test_initial_loss_matches_the_prior_and_fires_when_far_off(data):
     assert row.status != "failed"
 
 
+def _linear_head(units, act, loss, kernel):
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(units, activation=act)])
+    m.compile("adam", loss)
+    m.layers[0].set_weights([kernel.astype("float32"), np.zeros(units, "float32")])
+    return m
+
+
+def test_initial_loss_warns_on_excess_nats_not_on_the_ratio_alone(data):
+    x, y = data
+    # binary head, logit std 2.5: 1.5x+ of log 2 but well under 1 nat of excess: ordinary, quiet
+    yb = (np.arange(300) % 2).astype("float32")
+    m = _linear_head(1, "sigmoid", "binary_crossentropy", np.full((8, 1), 2.5 / np.sqrt(8)))
+    row = run(m, x, yb, ["initial_loss"])["initial_loss"]
+    assert row.evidence["ratio"] > 1.5 and 0 < row.evidence["excess_nats"] < 1.0, row.evidence
+    assert row.status == "passed", row.issues
+    # 3 classes, logit std ~3: more than 1 nat above log 3, under 5x: a warning
+    k = np.random.default_rng(0).standard_normal((8, 3)) * 3 / np.sqrt(8)
+    row = run(_linear_head(3, "softmax", "sparse_categorical_crossentropy", k), x, y, ["initial_loss"])["initial_loss"]
+    assert 1.5 < row.evidence["ratio"] < 5 and row.evidence["excess_nats"] > 1.0, row.evidence
+    assert row.status == "warning" and row.tags == ["initial_loss"]
+
+
 def test_initial_loss_equals_prior_entropy_after_set_output_bias(data):
     x, _ = data
     y = np.zeros(300, "int32")
@@ -143,6 +165,12 @@ def test_params_against_samples(data):
     big = model(hidden=512, extra=[keras.layers.Dense(512, activation="relu")])
     row = run(big, x[:100], y[:100], ["params"])["params"]
     assert row.status == "warning" and row.tags == ["overfitting"] and row.evidence["params_per_sample"] > 100
+    # the same size, already regularised (dropout, L2): the warning's remedy is in place, advice only
+    reg = model(hidden=512, extra=[keras.layers.Dropout(0.5), keras.layers.Dense(
+        512, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4))])
+    row = run(reg, x[:100], y[:100], ["params"])["params"]
+    assert row.status == "passed" and [(i.tag, i.severity) for i in row.issues] == [("overfitting", "info")]
+    assert any(r.startswith("Dropout") for r in row.evidence["regularisation"])
 
 
 @keras.saving.register_keras_serializable("kr_test")

@@ -96,6 +96,27 @@ def test_shuffled_labels_are_no_better_than_baseline(data):
     assert zb.status in ("failed", "warning") and zb.tags == ["no_better_than_baseline"], zb.summary
 
 
+def test_too_few_baseline_steps_are_inconclusive_not_a_failure(data):
+    # the same shuffled labels, but too few steps for any model to learn: info, not a finding
+    x, y = data
+    yp = np.random.default_rng(0).permutation(y)
+    r = kr.preflight(build(), x, yp, checks=["zero_baseline"], verbose=0, time_budget=None,
+                     options={"baseline_steps": 5})
+    zb = r["zero_baseline"]
+    assert zb.status == "passed" and zb.evidence["conclusive"] is False, zb.summary
+    assert [(i.tag, i.severity) for i in zb.issues] == [("no_better_than_baseline", "info")]
+    assert "inconclusive" in zb.issues[0].message and r.findings() == []
+
+
+def test_overfit_stopped_while_still_falling_is_inconclusive(data):
+    x, y = data
+    r = kr.preflight(build(lr=3e-3), x, y, checks=["overfit_batch"], verbose=0, time_budget=None,
+                     options={"overfit_steps": 24})
+    ov = r["overfit_batch"]
+    assert ov.evidence["reached_at"] is None and ov.evidence["recent_relative_drop"] >= 0.05, ov.evidence
+    assert ov.status == "passed" and [(i.tag, i.severity) for i in ov.issues] == [("cannot_overfit", "info")]
+
+
 def test_too_high_learning_rate_cannot_overfit(data):
     x, y = data
     m = build()
@@ -131,5 +152,5 @@ def test_budget_skips_training_checks_and_says_so(data):
     assert {"zero_baseline", "overfit_batch"} <= set(b["budget_limited"])
     for name in ("zero_baseline", "overfit_batch"):
         assert r[name].status == "skipped" and r[name].reason.startswith("time budget")
-    assert abs(b["left"] - (0.5 - b["elapsed"])) < 1e-3
+    assert abs(b["left"] - (0.5 - b["budget_used"])) < 1e-3 and b["budget_used"] <= b["elapsed"]
     assert b["checks_seconds"] <= b["elapsed"] + 1e-3

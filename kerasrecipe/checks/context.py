@@ -11,19 +11,27 @@ from kerasrecipe.checks.sample import Sample, leaves, take, tree_map
 
 
 class Budget:
-    """Time accounting for one preflight run.
+    """Time accounting for the checks that train.
 
-    The data and model checks are bounded by the sample size; the checks that train get a
-    deadline: a share of what is left, so time a fast check leaves over goes to the next one.
+    The data and model checks are cheap arithmetic bounded by the sample size: they always run and
+    do not draw on the budget. The budget clock starts with the first training check (`begin`);
+    each training check gets a deadline: a share of what is left, so time a fast check leaves over
+    goes to the next one.
     """
 
     def __init__(self, seconds: Optional[float], reserve: float = 0.03):
         self.seconds = None if seconds is None else float(seconds)
-        self.start = time.perf_counter()
+        self.start: Optional[float] = None
         self.reserve = 0.0 if seconds is None else reserve * float(seconds)
 
+    def begin(self) -> None:
+        """Start the clock (idempotent): called when the first training check starts."""
+        if self.start is None:
+            self.start = time.perf_counter()
+
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds used of the budget (0 until `begin`)."""
+        return 0.0 if self.start is None else time.perf_counter() - self.start
 
     def remaining(self) -> float:
         if self.seconds is None:

@@ -15,6 +15,10 @@ NORMALIZE_FIX = ("add keras.layers.Normalization() as the model's first layer an
 SCALE_WARN = 5.0          # |feature mean| or feature std above this: not normalised (B3)
 SCALE_FAIL = 1000.0       # ... above this: far from normalised, training will struggle
 SPREAD_WARN = 1000.0      # ratio of largest to smallest feature std: features on unrelated scales
+# B1: a constant column is harmless for training (its weight gets zero gradient) and common
+# (image borders, one-hot columns absent from a sample); a warning is kept for when MOST of the
+# input is constant, which points at broken loading/extraction rather than at the data itself.
+CONSTANT_WARN_FRACTION = 0.5
 MAX_FEATURES = 4096       # per-feature statistics on at most this many features
 
 
@@ -101,11 +105,14 @@ def check_constant_features(ctx, row):
         if d["constant"] == d["features"]:
             row.add("data_problem", "error", f"{name}: every feature is constant over {ctx.train.n} samples: the "
                     "model cannot learn anything from it", "check the data loading (all rows identical?)")
-        elif d["image_like"]:
-            row.add("data_problem", "info", msg + " (common for image borders)")
+        elif d["constant"] > CONSTANT_WARN_FRACTION * d["features"]:
+            row.add("data_problem", "warning", msg + f": most of the input ({d['constant'] / d['features']:.0%}) "
+                    "carries no information", "check the data loading and the feature extraction (a broken "
+                    "join or column shift zeroes many features at once)")
         else:
-            row.add("data_problem", "warning", msg + ": they carry no information",
-                    "drop constant features (or leave them: they cost only parameters)")
+            row.add("data_problem", "info", msg + (" (common for image borders)" if d["image_like"] else "") +
+                    ": harmless for training (their weights get no signal), they only cost parameters",
+                    "drop them if you like")
     row.summary = "; ".join(msgs) if msgs else "no constant features"
 
 

@@ -131,8 +131,12 @@ class PreflightReport:
 
     Attributes:
         rows: list of CheckResult, in the order the checks ran.
-        time_budget: the budget in seconds the run was given.
+        time_budget: the budget in seconds the checks that train were given.
         elapsed: seconds the whole preflight took (data sampling included).
+        budget_used: seconds the checks that train took (what counts against `time_budget`; the
+            data and model checks always run and are not counted).
+        budget_start: seconds into the preflight when the budget's clock started (None: no
+            training check ran).
         sample: how the data were read (source, samples read, bounded or not).
 
     Example:
@@ -142,10 +146,13 @@ class PreflightReport:
         >>> report.to_json()
     """
 
-    def __init__(self, rows=None, *, time_budget=None, elapsed=0.0, sample=None, backend=None):
+    def __init__(self, rows=None, *, time_budget=None, elapsed=0.0, sample=None, backend=None,
+                 budget_used=None, budget_start=None):
         self.rows: List[CheckResult] = list(rows or [])
         self.time_budget = time_budget
         self.elapsed = float(elapsed)
+        self.budget_used = float(elapsed if budget_used is None else budget_used)
+        self.budget_start = budget_start
         self.sample = dict(sample or {})
         self.backend = backend
 
@@ -197,20 +204,25 @@ class PreflightReport:
     @property
     def within_budget(self) -> bool:
         """True when the time the checks took stays within the budget (accounting, see `budget`)."""
-        return self.time_budget is None or self.elapsed <= self.time_budget
+        return self.time_budget is None or self.budget_used <= self.time_budget
 
     def budget(self) -> Dict[str, float]:
-        """Budget accounting: the budget, the time used, per-check seconds and what was left."""
+        """Budget accounting: the budget, the time used (all checks; the budgeted training checks),
+        per-check seconds and what was left of the budget."""
         used = {r.name: round(r.seconds, 4) for r in self.rows}
         started = {r.name: r.started_at for r in self.rows if r.started_at is not None}
+        b0 = self.budget_start
         return {
             "time_budget": self.time_budget,
             "elapsed": round(self.elapsed, 4),
+            "budget_used": round(self.budget_used, 4),
+            "budget_start": None if b0 is None else round(b0, 4),
             "checks_seconds": round(sum(used.values()), 4),
-            "left": None if self.time_budget is None else round(self.time_budget - self.elapsed, 4),
+            "left": None if self.time_budget is None else round(self.time_budget - self.budget_used, 4),
             "per_check": used,
             "started_at": started,
-            "started_late": [k for k, v in started.items() if self.time_budget is not None and v > self.time_budget],
+            "started_late": [k for k, v in started.items() if self.time_budget is not None and b0 is not None
+                             and v >= b0 and v - b0 > self.time_budget],
             "budget_limited": [r.name for r in self.budget_skipped],
         }
 
@@ -244,6 +256,8 @@ class PreflightReport:
             "backend": self.backend,
             "time_budget": self.time_budget,
             "elapsed": round(self.elapsed, 4),
+            "budget_used": round(self.budget_used, 4),
+            "budget_start": None if self.budget_start is None else round(float(self.budget_start), 4),
             "sample": to_jsonable(self.sample),
             "rows": [r.to_dict() for r in self.rows],
         }
@@ -254,7 +268,8 @@ class PreflightReport:
     @classmethod
     def from_dict(cls, d: dict) -> "PreflightReport":
         return cls([CheckResult.from_dict(r) for r in d.get("rows", [])], time_budget=d.get("time_budget"),
-                   elapsed=d.get("elapsed", 0.0), sample=d.get("sample"), backend=d.get("backend"))
+                   elapsed=d.get("elapsed", 0.0), sample=d.get("sample"), backend=d.get("backend"),
+                   budget_used=d.get("budget_used"), budget_start=d.get("budget_start"))
 
     def save(self, path: str) -> str:
         """Write the report as JSON (atomically)."""
@@ -269,7 +284,8 @@ class PreflightReport:
         from rich.table import Table
 
         c = self.counts()
-        budget = "" if self.time_budget is None else f" of {self.time_budget:g} s"
+        budget = "" if self.time_budget is None else (f"; training checks {self.budget_used:.1f} s of a "
+                                                      f"{self.time_budget:g} s budget")
         t = Table(title=f"kerasrecipe preflight: {c['passed']} passed, {c['warning']} warnings, "
                         f"{c['failed']} failed, {c['skipped']} skipped ({self.elapsed:.1f} s{budget})",
                   show_lines=False, expand=False)

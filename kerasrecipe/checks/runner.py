@@ -12,7 +12,7 @@ from kerasrecipe.checks.report import CheckResult, PreflightReport
 from kerasrecipe.checks.sample import gather, gather_validation
 from kerasrecipe.errors import ConfigError, InputTypeError, PreflightError
 
-DEFAULT_TIME_BUDGET = 30.0   # seconds; a small model's whole preflight takes a few seconds on 2 CPU cores
+DEFAULT_TIME_BUDGET = 30.0   # seconds of training checks; a small model's take a few seconds on 2 CPU cores
 MIN_TRAINING_SECONDS = 1.0   # a training check is skipped when less than this is left
 
 
@@ -95,11 +95,15 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
         checks: "all" (every standard check), "full" (also the optional capacity step), a group
             ("data", "model", "training") or a list of check names (see `CHECK_NAMES`).
         strict: raise `PreflightError` listing the failures when a check fails.
-        time_budget: seconds for the whole preflight (None: no limit). Training checks share what
-            is left; a check that cannot run in time is skipped and says so.
+        time_budget: seconds for the checks that train (None: no limit). The data and model checks
+            are cheap and bounded by the sample: they always run and do not count against it. The
+            training checks share the budget (the one-off compilation of their clone included); a
+            check that cannot run in time is skipped, one cut short reports an inconclusive
+            result at info level, and both say so.
         verbose: 0 silent, 1 a progress display while running and the table at the end.
         runlog: a `kerasrecipe.RunLog`; the report is recorded in it as a "preflight" record.
-        sample_weight: sample weights for array inputs (read, not used by the checks).
+        sample_weight: sample weights for array inputs (the class-balance check weighs the classes
+            by them: pass class_weight as per-sample weights to have it taken into account).
         batch_size: batch size of the training checks (default: the dataset's, else 32).
         max_samples: at most this many rows are read from the data.
         seed: seed of the samples and batches preflight draws.
@@ -152,6 +156,8 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
     todo = [c for c in CHECKS]
     progress, task = _start_progress(verbose, len(todo), console)
     restore_threads = None
+    t_start = time.perf_counter()
+    budget_start = None
     try:
         for i, chk in enumerate(todo):
             row = CheckResult(chk.name, chk.title, list(chk.tips))
@@ -165,24 +171,30 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
             t0 = time.perf_counter()
             try:
                 if chk.group == "training":
+                    # only the checks that train share the budget: its clock starts here
+                    if budget_start is None:
+                        budget.begin()
+                        budget_start = t0 - t_start
                     if restore_threads is None:
                         restore_threads = _small_batch_threads(model, train)
                     rem = budget.remaining()
                     if rem < MIN_TRAINING_SECONDS:
-                        row.skip(f"time budget ({time_budget:g} s) spent: {budget.elapsed():.1f} s used; "
-                                 "raise time_budget to run it")
+                        row.skip(f"time budget ({time_budget:g} s) spent: {budget.elapsed():.1f} s of training "
+                                 "checks; raise time_budget to run it")
                         row.evidence["budget_limited"] = True
                         continue
+                    row.started_at = t0 - t_start
+                    # one-off compilation of the shared clone's train step is setup, not training
+                    # time: it is paid before the deadlines are shared out, so it cannot eat one
+                    # check's steps (on JAX it can take longer than the steps themselves)
+                    warm = training.warm_up(ctx)
+                    if warm:
+                        row.evidence["warm_up_seconds"] = round(warm, 4)
                     pending = sum(c.weight for c in todo[i:] if c.name in selected and c.group == "training")
-                    row.started_at = budget.elapsed()
                     chk.fn(ctx, row, budget.deadline(chk.weight / max(pending, 1e-9)))
                 else:
-                    if budget.remaining() <= 0:
-                        row.skip(f"time budget ({time_budget:g} s) spent: {budget.elapsed():.1f} s used; "
-                                 "raise time_budget to run it")
-                        row.evidence["budget_limited"] = True
-                        continue
-                    row.started_at = budget.elapsed()
+                    # data and model checks are bounded by the sample: they always run
+                    row.started_at = t0 - t_start
                     chk.fn(ctx, row)
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -200,7 +212,8 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
         if restore_threads:
             restore_threads()
 
-    report = PreflightReport(rows, time_budget=time_budget, elapsed=budget.elapsed(),
+    report = PreflightReport(rows, time_budget=time_budget, elapsed=time.perf_counter() - t_start,
+                             budget_used=budget.elapsed(), budget_start=budget_start,
                              sample={"train": train.describe(), "validation": None if val is None else val.describe()},
                              backend=keras.backend.backend())
     if verbose:

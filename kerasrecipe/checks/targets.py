@@ -43,6 +43,20 @@ def class_counts(ctx):
     return np.bincount(np.clip(labels, 0, None), minlength=C), task.kind
 
 
+def class_mass(ctx, num_classes):
+    """Total sample weight per class (single-label tasks), or None without usable sample weights."""
+    sw = ctx.train.sample_weight
+    labels = ctx.task.labels
+    if sw is None or labels is None or not isinstance(sw, np.ndarray):
+        return None
+    w = np.asarray(sw, dtype="float64")
+    if w.ndim > 1 and w.size == len(w):
+        w = w.reshape(-1)
+    if w.ndim != 1 or len(w) != len(labels) or not np.all(np.isfinite(w)):
+        return None
+    return np.bincount(np.clip(labels, 0, None), weights=w, minlength=num_classes)
+
+
 def check_class_balance(ctx, row):
     if not _needs(ctx, row, loss=False):
         return
@@ -69,18 +83,31 @@ def check_class_balance(ctx, row):
     present = counts[counts > 0]
     ratio = float(present.max() / present.min()) if present.size else float("inf")
     missing = np.flatnonzero(counts == 0).tolist()
+    # what the loss sees is each class's total sample weight: weights (class_weight given as
+    # sample_weight) that even it out fix the imbalance the raw counts show
+    mass = class_mass(ctx, len(counts))
+    wratio = ratio
+    if mass is not None:
+        pm = mass[counts > 0]
+        wratio = float(pm.max() / pm.min()) if pm.size and pm.min() > 0 else float("inf")
     row.evidence.update({"counts": counts.tolist(), "imbalance_ratio": ratio, "missing_classes": missing,
-                         "estimated_counts": est.round().astype(int).tolist() if scale != 1 else None})
+                         "estimated_counts": est.round().astype(int).tolist() if scale != 1 else None,
+                         "weighted_mass": None if mass is None else mass.tolist(),
+                         "weighted_imbalance_ratio": None if mass is None else wratio})
     row.summary = (f"{len(counts)} classes, counts {int(counts.min())}..{int(counts.max())}, "
-                   f"imbalance {ratio:.1f}:1")
+                   f"imbalance {ratio:.1f}:1" + ("" if mass is None else f" ({wratio:.1f}:1 by sample weight)"))
     if missing:
         row.add("class_imbalance", "warning", f"classes {missing[:10]} never occur in the training sample",
                 "check the label encoding (labels 0..C-1) and the split")
-    if ratio >= IMBALANCE_WARN:
+    if wratio >= IMBALANCE_WARN:
+        weighted = "" if mass is None else f"; {wratio:.1f}:1 after the sample weights"
         row.add("class_imbalance", "warning", f"class imbalance {ratio:.1f}:1 (class {int(np.argmax(counts))} has "
                 f"{int(counts.max())}, class {int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))} has "
-                f"{int(present.min())})", f"initialise the output bias to the class priors with {BIAS_FIX}; "
-                "use class_weight or resampling; judge by per-class metrics, not accuracy")
+                f"{int(present.min())}){weighted}", f"initialise the output bias to the class priors with "
+                f"{BIAS_FIX}; use class_weight or resampling; judge by per-class metrics, not accuracy")
+    elif ratio >= IMBALANCE_WARN:
+        row.add("class_imbalance", "info", f"class imbalance {ratio:.1f}:1 in the counts, balanced to "
+                f"{wratio:.1f}:1 by the sample weights", "judge by per-class metrics, not accuracy")
     if est.min() < MIN_PER_CLASS:
         row.add("class_size", "info", f"the smallest class has ~{int(est.min())} examples, fewer than ~5,000 "
                 "(B9): expect limited accuracy; augmentation or more data help most (F1)")
