@@ -244,7 +244,14 @@ def check_zero_baseline(ctx, row, deadline):
     # how far training got: each model's held-out loss against its own starting value
     moved = max(abs(init - real_ho) / max(abs(init), 1e-12), abs(init_zero - zero_ho) / max(abs(init_zero), 1e-12))
     gain = (zero_ho - real_ho) / max(abs(zero_ho), 1e-12)
-    row.evidence.update({"relative_gain": gain, "relative_change": moved})
+    # the part of the gap between its initial loss and the zero-input model's loss (what can be
+    # learned without x: the prior) the real model closed: at >= 1/2 training got far enough to
+    # compare even when the loss moved little (it started near the prior)
+    gap = init - zero_ho
+    closed = (init - real_ho) / gap if gap > 1e-12 else None
+    far_enough = moved >= 0.05 or (closed is not None and closed >= 0.5)
+    row.evidence.update({"relative_gain": gain, "relative_change": moved, "gap_closed": closed,
+                         "far_enough": far_enough})
     if gain >= 0.1:
         return
     # From here the real model has not (yet) beaten the zero-input one by 10%. That is evidence
@@ -257,7 +264,7 @@ def check_zero_baseline(ctx, row, deadline):
         row.add("no_better_than_baseline", "info", f"inconclusive: {why}, too few for the model to learn "
                 f"(real inputs {real_ho:.4g} vs zeroed {zero_ho:.4g})",
                 "give preflight a larger time_budget (or options={'baseline_steps': ...})")
-    elif moved < 0.05:
+    elif not far_enough:
         row.add("lr_too_low", "info", f"inconclusive: {done} steps barely moved the loss ({init:.4g} -> "
                 f"{real_ho:.4g}), too little to compare with zeroed inputs; the learning rate may be low",
                 "if training is slow too, raise the learning rate (lr_find, D2); or give preflight more steps")
