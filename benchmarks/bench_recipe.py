@@ -66,6 +66,16 @@ def worker(budget_s: float, repeats: int = 3) -> dict:
         def on_train_end(self, logs=None):
             self.begin.append(time.perf_counter())  # closes the last epoch for "epoch time"
 
+    def _timed(fn, sink):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                sink.append(time.perf_counter() - t0)
+        return run
+
+    epoch_cost = {}
     tmp = tempfile.mkdtemp(prefix="bench_recipe_")
     steps = int(np.ceil(len(x) * 0.8 / 32))
     info = {}
@@ -76,6 +86,8 @@ def worker(budget_s: float, repeats: int = 3) -> dict:
         cbs = [timer]
         if kind == "recipe":
             rcbs = kr.default(run_root=tmp)
+            for cb in rcbs:  # once-per-epoch cost of each recipe callback
+                cb.on_epoch_end = _timed(cb.on_epoch_end, epoch_cost.setdefault(type(cb).__name__, []))
             cbs += rcbs
         model.fit(x, y, validation_split=0.2, epochs=epochs, batch_size=32, callbacks=cbs, verbose=0)
         step_t = [(e - b) / steps for b, e in zip(timer.begin[1:], timer.end[1:])]
@@ -101,7 +113,9 @@ def worker(budget_s: float, repeats: int = 3) -> dict:
     return {"backend": keras.backend.backend(), "epochs": epochs, "repeats": repeats, "steps": steps,
             "plain_step_ms": med["plain"][0] * 1e3, "recipe_step_ms": med["recipe"][0] * 1e3,
             "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1],
-            "probes_per_epoch": statistics.median(info.get("probes", [0]))}
+            "probes_per_epoch": statistics.median(info.get("probes", [0])),
+            "async_batch_end": bool(keras.callbacks.CallbackList(kr.default(run_root=tmp))._async_train),
+            "epoch_end_ms": {k: statistics.median(v) * 1e3 for k, v in epoch_cost.items() if v}}
 
 
 def main():
@@ -110,6 +124,7 @@ def main():
     ap.add_argument("--budget", type=float, default=55.0, help="seconds of timed fits per backend")
     ap.add_argument("--repeats", type=int, default=3, help="alternated fits per variant")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--note", default="", help="text added to the RESULTS.md section (e.g. the machine load)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -135,7 +150,10 @@ def main():
               f"({100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}%), epoch "
               f"{r['plain_epoch_s']:.3f} s vs {r['recipe_epoch_s']:.3f} s "
               f"({100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}%), "
-              f"{r['probes_per_epoch']:.2f} probes/epoch, {r['wall_s']:.0f} s")
+              f"{r['probes_per_epoch']:.2f} probes/epoch, async batch end {r['async_batch_end']}, "
+              f"{r['wall_s']:.0f} s")
+        top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
+        print("   on_epoch_end ms (median): " + ", ".join(f"{k} {v:.1f}" for k, v in top))
     if not rows or args.no_write:
         return
     lines = ["## recipe: overhead of `kerasrecipe.default()` over a plain `fit`", "",
@@ -144,17 +162,25 @@ def main():
              f"interval). Medians over all epochs after the first of {rows[0]['repeats']} alternated fits per variant, "
              "each backend in its own process. Target: step-time overhead <= 5%.", "",
              "| backend | plain ms/step | recipe ms/step | step overhead | plain s/epoch | recipe s/epoch "
-             "| epoch overhead | probes/epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| epoch overhead | probes/epoch | async batch end |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['plain_step_ms']:.2f} | {r['recipe_step_ms']:.2f} | "
                      f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | {r['plain_epoch_s']:.3f} | "
                      f"{r['recipe_epoch_s']:.3f} | {100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}% | "
-                     f"{r['probes_per_epoch']:.2f} |")
+                     f"{r['probes_per_epoch']:.2f} | {'yes' if r['async_batch_end'] else 'no (backend)'} |")
+    lines += ["", "Once-per-epoch cost, median ms per `on_epoch_end` of the costliest recipe callbacks:", ""]
+    for r in rows:
+        top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"- {r['backend']}: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    if args.note:
+        lines += ["", args.note]
     lines += ["", "Step time = epoch begin to epoch end (training steps and validation) per step; epoch time "
               "adds the once-per-epoch work (history files, checkpoint, crash backup, live diagnosis). "
               "Probes include the first step of each fit; the automatic interval keeps probes at or "
-              "below 3% of step time as measured during the run."]
+              "below 3% of step time as measured during the run. 'async batch end': Keras keeps "
+              "dispatching batch-end callbacks on its thread with the recipe's callbacks (it never does "
+              "on TensorFlow, whose backend is not marked thread-safe, with or without the recipe)."]
     write_section("recipe", "\n".join(lines))
 
 
