@@ -6,7 +6,7 @@ PIP := $(VPY) -m pip
 BACKENDS ?= tensorflow torch jax
 PYTEST_ARGS ?=
 
-.PHONY: venv install build test bench clean
+.PHONY: venv install build test bench bench-diagnosis clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(VENV)/.installed build
 
 bench: $(VENV)/.installed build
 	MPLBACKEND=Agg $(VPY) benchmarks/bench_kernels.py
+	MPLBACKEND=Agg KERAS_BACKEND=torch $(VPY) benchmarks/bench_clipping.py
+	MPLBACKEND=Agg $(VPY) benchmarks/bench_recipe.py
+
+# The diagnosis accuracy benchmark (25 faulty programs and their fixed twins; long).
+bench-diagnosis: $(VENV)/.installed build
+	MPLBACKEND=Agg $(VPY) benchmarks/bench_diagnosis.py --backend $(DEMO_BACKEND)
 
 clean:
 	rm -rf build *.egg-info kerasrecipe/*.so .pytest_cache

@@ -49,7 +49,7 @@ from kerasrecipe.config import RecipeConfig
 from kerasrecipe.errors import ConfigError, InputTypeError
 
 # The estimators' starting config: the recipe's training parts, without the per-fit costs a
-# grid search does not read (documented in docs/parts/sklearn.md).
+# grid search does not read (documented in docs/RECIPES.md).
 SKLEARN_CONFIG = dict(
     monitor_health=False,
     diagnose=False,

@@ -1,6 +1,6 @@
 """Stochastic weight averaging (tip I4): the average of the weights visited late in training, a
 cheap ensemble in one model. For an exponential moving average of the weights use Keras's own
-`optimizer(use_ema=True, ema_momentum=0.99)` instead (see docs/parts/lr.md)."""
+`optimizer(use_ema=True, ema_momentum=0.99)` instead (see docs/RECIPES.md)."""
 from __future__ import annotations
 
 import warnings
