@@ -8,18 +8,6 @@ import keras
 import kerasrecipe as kr
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # tiny steps: intra-op threads only cost on a busy 2-core CPU (restored after the test)
-    if keras.backend.backend() != "torch":
-        yield
-        return
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 @keras.saving.register_keras_serializable("kr_test")

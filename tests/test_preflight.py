@@ -14,17 +14,6 @@ from kerasrecipe.errors import ConfigError, InputTypeError, PreflightError
 STEPS = {"baseline_steps": 40, "overfit_steps": 300}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    if keras.backend.backend() != "torch":
-        yield
-        return
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 def mlp(d, units, act, loss, lr=1e-2):
