@@ -188,7 +188,9 @@ def float_arrays(draw, max_side=48):
     shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=0, max_size=3)))
     n = int(np.prod(shape)) if shape else 1
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    scale = draw(st.sampled_from([1e-30, 1e-7, 1.0, 3e3, 1e30, 1e150]))
+    # magnitudes up to ~1e144: beyond ~1e150 the sum of squared deviations overflows float64
+    # in the chunk-combination step (documented in kerasrecipe.kernels: var/std can become inf)
+    scale = draw(st.sampled_from([1e-30, 1e-7, 1.0, 3e3, 1e30, 1e140]))
     offset = draw(st.sampled_from([0.0, 1.0, -1e4]))
     x = rng.standard_normal(n) * scale + offset * scale
     if draw(st.booleans()):  # ReLU-like: many exact zeros

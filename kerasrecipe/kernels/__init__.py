@@ -38,6 +38,10 @@ Statistics contract
   clamped into the end bins). Only finite values are binned.
 * Empty tensor: ``count`` 0, every counter 0, moments/min/max NaN, an all-zero histogram. A tensor
   without any finite value gives the same NaN moments with its counts.
+* Range: moments accumulate in float64 and chunks combine by Chan's formula, whose
+  ``delta**2 * n_a * n_b / n`` term can overflow for float64 inputs near the top of the range
+  (|x| beyond about 1e150): ``var``/``std`` are then ``inf`` although the true variance is
+  representable. Every float16/bfloat16/float32 input is far from this.
 
 Clipping contract and differences from Keras's ``global_clipnorm``
 ------------------------------------------------------------------
