@@ -103,6 +103,9 @@ def test_backend_switch_sets_env_or_reexecs(monkeypatch):
     current = keras.backend.backend()
     other = next(b for b in cli.BACKENDS if b != current)
     calls = []
+    # saved first, so teardown puts the variable back (_ensure_backend writes os.environ, and a
+    # leaked KERAS_BACKEND would give later tests' subprocesses and joblib workers another backend)
+    monkeypatch.setenv("KERAS_BACKEND", current)
     monkeypatch.setattr(os, "execve", lambda exe, args, env: calls.append((exe, args, env)))
     cli._ensure_backend(current, ["demo", "--backend", current])
     assert calls == []  # already on it

@@ -1,4 +1,5 @@
 """RecipeClassifier / RecipeRegressor in scikit-learn's machinery, on each backend."""
+import os
 import pickle
 
 import numpy as np
@@ -93,12 +94,11 @@ def test_cross_validate_never_validates_on_the_scored_fold_and_joblib(clf_data):
     X, y = clf_data
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     out = cross_validate(small_clf(), X, y, cv=cv, return_estimator=True, return_indices=True)
-    # the same folds in two fresh joblib worker processes: seeded per fit, so the same scores.
-    # (Fresh: loky reuses workers across tests, and on jax a worker that already ran other
-    # tests' fits was seen to give different scores — process history, noted on issue 3.)
-    from joblib.externals.loky import get_reusable_executor
+    # the same folds in two joblib worker processes: seeded per fit, so the same scores
+    # (workers inherit KERAS_BACKEND from the environment: it must name this process's backend)
+    import keras
 
-    get_reusable_executor().shutdown(wait=True)
+    assert os.environ.get("KERAS_BACKEND") == keras.backend.backend()
     par = cross_val_score(small_clf(), X, y, cv=cv, n_jobs=2)
     np.testing.assert_allclose(par, out["test_score"], atol=0.02)
     assert len(out["test_score"]) == 3 and np.all(out["test_score"] >= 0)
