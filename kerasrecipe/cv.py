@@ -368,15 +368,13 @@ class CVResult:
         ax.set_ylabel(metric)
         ax.set_title(f"{self.n_folds}-fold CV: {self.summary()}", fontsize=8)
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        import io as _io
+        from kerasrecipe.io import atomic_write_bytes, figure_png
 
-        from kerasrecipe.io import atomic_write_bytes
-
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            data = figure_png(fig, dpi=100)
+        finally:
+            plt.close(fig)
+        atomic_write_bytes(path, data)
         return path
 
 

@@ -82,3 +82,15 @@ def read_jsonl(path: str) -> list:
                 # a torn last line after a crash
                 continue
     return out
+
+
+def figure_png(fig, dpi: int = 100, *, tight: bool = True) -> bytes:
+    """PNG bytes of a matplotlib figure (no timestamp in the file, so the same figure gives the
+    same bytes). The one way the toolkit renders a plot; write it with `atomic_write_bytes`."""
+    import io as _io
+
+    if tight:
+        fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()

@@ -17,7 +17,6 @@ How the suggestion is chosen (all three are in `suggestions`):
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
@@ -71,7 +70,7 @@ class LRFindResult:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        from kerasrecipe.io import atomic_write_bytes
+        from kerasrecipe.io import atomic_write_bytes, figure_png
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         try:
@@ -100,12 +99,10 @@ class LRFindResult:
             ax.set_title(f"LR range test ({len(self.lrs)} steps, stopped: {self.stop_reason})")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(loc="upper left", fontsize=8)
-            buf = io.BytesIO()
-            fig.tight_layout()
-            fig.savefig(buf, format="png", dpi=110)
+            data = figure_png(fig, dpi=110)
         finally:
             plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, data)
         return path
 
     def __repr__(self):

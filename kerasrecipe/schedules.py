@@ -344,14 +344,13 @@ def _values_at(schedule, steps):
 def plot(schedule, steps: int, path: str, *, steps_per_epoch: Optional[int] = None, title: Optional[str] = None) -> str:
     """The schedule's learning rate over `steps` optimizer steps, as a PNG (written atomically).
     With `steps_per_epoch` the x axis is in epochs. Returns `path`."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from kerasrecipe.io import atomic_write_bytes
+    from kerasrecipe.io import atomic_write_bytes, figure_png
 
     steps = _check_int("steps", steps)
     xs = _sample_steps(steps, 2000)
@@ -364,12 +363,10 @@ def plot(schedule, steps: int, path: str, *, steps_per_epoch: Optional[int] = No
         ax.set_ylabel("learning rate")
         ax.set_title(title or type(schedule).__name__)
         ax.grid(True, alpha=0.3)
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
+        data = figure_png(fig, dpi=110)
     finally:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from kerasrecipe.io import figure_png
+
 # Colors: one per series, colour-blind safe (Okabe-Ito), then matplotlib's cycle.
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 MAX_LAYER_PANELS = 12
@@ -40,9 +42,7 @@ def _legend_width(names) -> float:
 
 def to_png(fig, dpi: int = 100) -> bytes:
     """PNG bytes of a figure (deterministic: no timestamp in the file)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+    return figure_png(fig, dpi, tight=False)
 
 
 def _finite(values) -> np.ndarray:
