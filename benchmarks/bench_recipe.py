@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-def worker(budget_s: float, repeats: int = 3) -> dict:
+def worker(budget_s: float, repeats: int = 0) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import keras
@@ -102,7 +102,11 @@ def worker(budget_s: float, repeats: int = 3) -> dict:
     t0 = time.perf_counter()
     fit("plain", 2)
     per_epoch = (time.perf_counter() - t0) / 2
-    epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
+    if repeats <= 0:   # auto: 8-epoch fits, as many alternated pairs as the budget allows (3..16)
+        epochs = 8
+        repeats = int(max(3, min(16, budget_s / (2 * epochs * per_epoch * 1.3))))
+    else:
+        epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
     res = {"plain": ([], []), "recipe": ([], [])}
     for r in range(repeats):
         for kind in (("plain", "recipe") if r % 2 == 0 else ("recipe", "plain")):
@@ -122,7 +126,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="tensorflow,torch,jax")
     ap.add_argument("--budget", type=float, default=55.0, help="seconds of timed fits per backend")
-    ap.add_argument("--repeats", type=int, default=3, help="alternated fits per variant")
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="alternated fits per variant (0 = as many 8-epoch fits as the budget allows)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--note", default="", help="text added to the RESULTS.md section (e.g. the machine load)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -159,16 +164,16 @@ def main():
     lines = ["## recipe: overhead of `kerasrecipe.default()` over a plain `fit`", "",
              f"Machine: {machine()}. Small CNN (2 conv + 2 dense, 29k parameters) on digits 8x8, batch 32, "
              "45 steps/epoch, validation_split=0.2, verbose=0, default RecipeConfig (automatic probe "
-             f"interval). Medians over all epochs after the first of {rows[0]['repeats']} alternated fits per variant, "
-             "each backend in its own process. Target: step-time overhead <= 5%.", "",
+             f"interval). Medians over all epochs after the first of every fit: 8-epoch fits, plain and recipe "
+             "alternated, as many pairs as the time budget allows (column 'fits'), each backend in its own process. Target: step-time overhead <= 5%.", "",
              "| backend | plain ms/step | recipe ms/step | step overhead | plain s/epoch | recipe s/epoch "
-             "| epoch overhead | probes/epoch | async batch end |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| epoch overhead | probes/epoch | async batch end | fits |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['plain_step_ms']:.2f} | {r['recipe_step_ms']:.2f} | "
                      f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | {r['plain_epoch_s']:.3f} | "
                      f"{r['recipe_epoch_s']:.3f} | {100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}% | "
-                     f"{r['probes_per_epoch']:.2f} | {'yes' if r['async_batch_end'] else 'no (backend)'} |")
+                     f"{r['probes_per_epoch']:.2f} | {'yes' if r['async_batch_end'] else 'no (backend)'} | {r['repeats']} x 2 |")
     lines += ["", "Once-per-epoch cost, median ms per `on_epoch_end` of the costliest recipe callbacks:", ""]
     for r in rows:
         top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
