@@ -104,7 +104,8 @@ def preflight(model, x, y=None, *, validation_data=None, checks: Union[str, Sequ
         runlog: a `kerasrecipe.RunLog`; the report is recorded in it as a "preflight" record.
         sample_weight: sample weights for array inputs (the class-balance check weighs the classes
             by them: pass class_weight as per-sample weights to have it taken into account).
-        batch_size: batch size of the training checks (default: the dataset's, else 32).
+        batch_size: batch size of the training checks (default 16: small, cheap steps; pass the
+            batch size fit will use and, on JAX, the clones share its compiled train step).
         max_samples: at most this many rows are read from the data.
         seed: seed of the samples and batches preflight draws.
         options: step limits of the training checks: {"baseline_steps": 100, "overfit_steps": 500,

@@ -68,8 +68,22 @@ def clone_compiled(model, *, copy_weights=True, clone_function=None, no_noise=Fa
                     layer.rate = 0.0
                 if hasattr(layer, "stddev"):
                     layer.stddev = 0.0
-    clone.compile(optimizer=fresh_optimizer(model.optimizer), loss=model.loss)
+    clone.compile(optimizer=fresh_optimizer(model.optimizer), loss=model.loss, **_named_metrics(model))
     return clone
+
+
+def _named_metrics(model) -> dict:
+    """The model's compiled metrics when they are given by name: the clone's train step is then
+    the same program as the model's (JAX's compilation cache serves it instead of compiling
+    again). Metric objects are left out: a clone must not share their state."""
+    cfg = getattr(getattr(model, "_compile_config", None), "config", None) or {}
+    out = {}
+    for key in ("metrics", "weighted_metrics"):
+        value = cfg.get(key)
+        flat = value if isinstance(value, (list, tuple)) else [value]
+        if value is not None and all(isinstance(v, str) for v in flat):
+            out[key] = value
+    return out
 
 
 def _cannot_clone(row, e):
