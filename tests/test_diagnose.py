@@ -528,3 +528,27 @@ def test_run_cause_ranks_before_preflight_symptom_of_same_severity():
 def test_astronomically_negative_cross_entropy_is_divergence():
     fs = diagnose_run(make_log([-1.05e6, -2e6, -2e6], None))
     assert fs[0].tag == "nan" and fs[0].rule == "loss_domain" and "overflow" in fs[0].symptom
+
+
+def test_class_weighted_training_loss_has_the_weighted_prior_and_no_val_never_improved():
+    """Balanced class weights on 2% positives: the training loss's prior is log 2 (the weighted
+    class distribution), and an unweighted validation loss that does not fall is no underfitting."""
+    from kerasrecipe.callbacks._context import weighted_class_counts
+
+    counts = [980, 20]
+    w = weighted_class_counts(np.array([0] * 980 + [1] * 20), counts, {0: 0.5 / 0.98, 1: 0.5 / 0.02})
+    assert w == pytest.approx([500.0, 500.0])
+    sw = np.where(np.arange(1000) < 980, 1.0, 49.0)
+    assert weighted_class_counts(np.array([0] * 980 + [1] * 20), counts, sample_weight=sw) == pytest.approx([980, 980])
+    assert weighted_class_counts(np.zeros(3), [3], None, None) is None
+    tr, va = [0.72, 0.67, 0.63, 0.60, 0.58], [0.62, 0.62, 0.63, 0.63, 0.63]
+    plain = make_log(tr, va, loss="binary_crossentropy", num_classes=2, meta_extra={"class_counts": counts})
+    weighted = make_log(tr, va, loss="binary_crossentropy", num_classes=2,
+                        meta_extra={"class_counts": w, "loss_weighted": True})
+    assert prior_loss(weighted)[0] == pytest.approx(math.log(2))
+    def alarms(log):
+        return {f.rule if f.rule == "above_prior" else f.tag for f in diagnose_run(log)
+                if f.severity in ("warning", "error")}
+
+    assert alarms(plain) >= {"above_prior", "underfitting"}     # read as unweighted: two false alarms
+    assert not alarms(weighted) & {"above_prior", "underfitting"}

@@ -117,7 +117,7 @@ class RunContext:
 
 # ---------------------------------------------------------------------- fit arguments
 _FIT_NAMES = ("x", "y", "batch_size", "validation_data", "validation_split", "epoch_iterator", "steps_per_epoch",
-              "sample_weight", "epochs")
+              "sample_weight", "class_weight", "epochs")
 
 
 def capture_fit_args(model, max_depth: int = 40) -> Optional[Dict[str, Any]]:
@@ -232,6 +232,29 @@ def class_counts(y, num_classes: Optional[int]) -> Optional[List[int]]:
         if k > 10000:
             return None
     return np.bincount(idx, minlength=k).astype(int).tolist()
+
+
+def weighted_class_counts(y, counts, class_weight=None, sample_weight=None) -> Optional[List[float]]:
+    """The class counts the TRAINING loss sees when fit weights the samples: each class's count
+    times its class_weight, or the sum of its samples' sample_weight. None when unweighted or
+    not computable (then the plain counts hold)."""
+    if counts is None or (class_weight is None and sample_weight is None):
+        return None
+    k = len(counts)
+    if isinstance(class_weight, dict) and class_weight:
+        try:
+            return [float(counts[c]) * float(class_weight.get(c, 1.0)) for c in range(k)]
+        except (TypeError, ValueError):
+            return None
+    try:
+        sw = np.asarray(sample_weight, dtype="float64").reshape(-1)
+        y = np.asarray(y)
+        idx = y.reshape(-1, y.shape[-1]).argmax(-1) if (y.ndim >= 2 and y.shape[-1] > 1) else y.reshape(-1).astype(np.int64)
+    except Exception:
+        return None
+    if sw.shape[0] != idx.shape[0] or not np.all(np.isfinite(sw)):
+        return None
+    return np.bincount(idx, weights=sw, minlength=k)[:k].astype(float).tolist()
 
 
 # ---------------------------------------------------------------------- model description

@@ -134,7 +134,11 @@ def curves(log) -> List[Finding]:
     after = len(vv) - 1 - best
     ev.update({"best_val_epoch": eps[e_best], "best_val_loss": float(vv[best]), "val_rise": float(rise),
                "val_improvement": float(imp_val)})
-    if imp_val < VAL_NEVER and imp_train >= 0.10 and vdir != "down":
+    # With class_weight / sample_weight, train is a weighted loss and validation is not: the two
+    # curves measure different things (re-weighting trades the majority's loss for the
+    # minority's), so "train improved, validation did not" is no evidence of underfitting there.
+    weighted = bool(v.meta.get("loss_weighted"))
+    if imp_val < VAL_NEVER and imp_train >= 0.10 and vdir != "down" and not weighted:
         out.append(_f("curves", "warning", "underfitting",
                       f"training loss improved {fmt(100 * imp_train)}% but validation loss never improved "
                       f"({fmt(vv[0])} at the first epoch, best {fmt(vv[best])}, last {fmt(vv[-1])}): what is learned on "
