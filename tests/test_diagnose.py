@@ -552,3 +552,11 @@ def test_class_weighted_training_loss_has_the_weighted_prior_and_no_val_never_im
 
     assert alarms(plain) >= {"above_prior", "underfitting"}     # read as unweighted: two false alarms
     assert not alarms(weighted) & {"above_prior", "underfitting"}
+
+
+def test_val_never_improved_ignores_the_first_epochs_running_mean():
+    """Epoch 0's training loss averages the untrained model's batches; a run that learned in its
+    first epoch (val already low at its end) and then holds is not 'validation never improved'."""
+    fs = diagnose_run(make_log([0.1954, 0.0581, 0.0539], [0.107, 0.2738, 0.1116], loss="binary_crossentropy",
+                               num_classes=2))
+    assert "underfitting" not in tags(fs)

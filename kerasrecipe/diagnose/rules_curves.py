@@ -138,9 +138,14 @@ def curves(log) -> List[Finding]:
     # curves measure different things (re-weighting trades the majority's loss for the
     # minority's), so "train improved, validation did not" is no evidence of underfitting there.
     weighted = bool(v.meta.get("loss_weighted"))
-    if imp_val < VAL_NEVER and imp_train >= 0.10 and vdir != "down" and not weighted:
+    # Train's improvement is counted from epoch 1 here: epoch 0's training loss is a running mean
+    # over the epoch (mostly the untrained model) while validation is measured at its end, so
+    # "train improved a lot since epoch 0" holds for every run whose first epoch already learned.
+    imp_train_late = (tfin[1] - tfin[1:].min()) / max(abs(tfin[1]), 1e-12) if len(tfin) >= 3 else 0.0
+    if imp_val < VAL_NEVER and imp_train_late >= 0.10 and vdir != "down" and not weighted:
         out.append(_f("curves", "warning", "underfitting",
-                      f"training loss improved {fmt(100 * imp_train)}% but validation loss never improved "
+                      f"training loss improved {fmt(100 * imp_train_late)}% after its first epoch but validation loss "
+                      "never improved "
                       f"({fmt(vv[0])} at the first epoch, best {fmt(vv[best])}, last {fmt(vv[-1])}): what is learned on "
                       "train does not fit the validation data (G1)", ev,
                       ["train and validation come from different distributions (shift, different preprocessing)",
