@@ -178,7 +178,10 @@ def markdown(all_results: dict) -> str:
              f"Machine: {machine()}. Each case: `preflight` (time budget as run), then `fit` with "
              "`kerasrecipe.default()` for the case's epochs; findings ranked by `rank_findings`. "
              "Targets: detection >= 95%, right diagnosis >= 80%, false alarms <= 5%, NaN/dead/saturation "
-             "within 2 epochs. `python benchmarks/bench_diagnosis.py --backend B` reproduces a row.", "",
+             "within 2 epochs. `python benchmarks/bench_diagnosis.py --backend B` reproduces a row. A row may "
+             "combine a full run with reruns of the cases a later fix touched (`--out` then `--merge`; here: "
+             "class_imbalance, log_zero_loss, rnn_exploding, distribution_shift, lr_decay_too_fast, underfitting "
+             "after the weighted-loss prior and the case fixes of 2026-11-27).", "",
              "Run-only columns count the findings of the fit's diagnosis alone (kerasrecipe.diagnose); "
              "the preflight column counts the twins flagged by preflight's checks.", "",
              "| backend | cases | detection | right diagnosis | false alarms (twins) | NaN/dead/sat. within 2 epochs "
