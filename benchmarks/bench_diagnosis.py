@@ -179,9 +179,8 @@ def markdown(all_results: dict) -> str:
              "`kerasrecipe.default()` for the case's epochs; findings ranked by `rank_findings`. "
              "Targets: detection >= 95%, right diagnosis >= 80%, false alarms <= 5%, NaN/dead/saturation "
              "within 2 epochs. `python benchmarks/bench_diagnosis.py --backend B` reproduces a row. A row may "
-             "combine a full run with reruns of the cases a later fix touched (`--out` then `--merge`; here: "
-             "class_imbalance, log_zero_loss, rnn_exploding, distribution_shift, lr_decay_too_fast, underfitting "
-             "after the weighted-loss prior and the case fixes of 2026-11-27).", "",
+             "combine a full run with reruns of the cases a later fix touched (`--out` then `--merge`); the "
+             "per-case tables name them.", "",
              "Run-only columns count the findings of the fit's diagnosis alone (kerasrecipe.diagnose); "
              "the preflight column counts the twins flagged by preflight's checks.", "",
              "| backend | cases | detection | right diagnosis | false alarms (twins) | NaN/dead/sat. within 2 epochs "
@@ -196,7 +195,9 @@ def markdown(all_results: dict) -> str:
                      f"| {_pct(s['detection_run'])} | {_pct(s['right_run'])} | {_pct(s['false_alarm_run'])} "
                      f"| {_pct(s['false_alarm_pre'])} |")
     for b, res in sorted(all_results.items()):
-        lines += ["", f"### {b} — per case ({res.get('when', '')}, preflight time budget {res.get('budget')} s)", "",
+        reran = res.get("reran") or []
+        lines += ["", f"### {b} — per case ({res.get('when', '')}, preflight time budget {res.get('budget')} s)"
+                  + (f"; rerun after the full run and merged: {', '.join(reran)}" if reran else ""), "",
                   "| case | fault tags | faulty: top finding | right | faulty: warnings/errors ((pre) = preflight) "
                   "| first (s / epochs) | twin: warnings/errors |",
                   "|---|---|---|---|---|---|---|"]
@@ -261,7 +262,8 @@ def main(argv=None):
             for r in p["results"]:
                 merged[(r["case"], r["fixed"])] = r
         results = [rerank(r) for r in merged.values()]
-        _save(backends.pop(), results, a.no_write, budget=parts[0].get("budget"))
+        reran = sorted({r["case"] for p in parts[1:] for r in p["results"]})
+        _save(backends.pop(), results, a.no_write, budget=parts[0].get("budget"), reran=reran)
         return 0
     os.environ["KERAS_BACKEND"] = a.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -294,7 +296,7 @@ def main(argv=None):
     return 0
 
 
-def _save(backend, results, no_write=False, budget=None):
+def _save(backend, results, no_write=False, budget=None, reran=None):
     """Print the totals; unless no_write, keep the backend's results and rebuild the RESULTS.md section."""
     sys.path.insert(0, HERE)
     s = summarize(results)
@@ -305,7 +307,7 @@ def _save(backend, results, no_write=False, budget=None):
 
     atomic_write_json(os.path.join(HERE, "faults", f"results-{backend}.json"),
                       {"backend": backend, "when": time.strftime("%Y-%m-%d %H:%M"), "budget": budget, "summary": s,
-                       "results": results})
+                       "reran": reran or [], "results": results})
     from _results import write_section
 
     write_section("diagnosis", markdown(load_all()))

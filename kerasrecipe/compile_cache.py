@@ -1,4 +1,4 @@
-"""JAX's persistent compilation cache, turned on for kerasrecipe's own programs (demo, CLI).
+"""JAX's persistent compilation cache, turned on for kerasrecipe's demo.
 
 On the JAX backend every new model pays XLA compilations: its initialisers (one per weight
 shape), its train, test and predict functions. On a 2-core CPU one compile of the demo's train
@@ -6,8 +6,9 @@ step takes ~10 s, and cross-validation builds a fresh model per fold. With the p
 a fold whose program is the same as an earlier one (same shapes) loads it instead of compiling
 (measured: fit of a fresh model 12 s -> 2.5 s), and a second run of the demo loads everything.
 
-This only touches JAX's global configuration, so library calls never do it on their own: the
-demo and the `kerasrecipe` command call `enable_jax_compilation_cache()`; a user program may too.
+It changes JAX's global configuration, so library calls never do it on their own: only the demo
+(`run_demo`, i.e. `kerasrecipe demo` / `make demo`) calls `enable_jax_compilation_cache()`; a user
+program may too.
 
     KERASRECIPE_JAX_CACHE=DIR   the cache directory (default: $XDG_CACHE_HOME or ~/.cache, then
                                 kerasrecipe/jax)

@@ -533,14 +533,16 @@ def test_astronomically_negative_cross_entropy_is_divergence():
 def test_class_weighted_training_loss_has_the_weighted_prior_and_no_val_never_improved():
     """Balanced class weights on 2% positives: the training loss's prior is log 2 (the weighted
     class distribution), and an unweighted validation loss that does not fall is no underfitting."""
-    from kerasrecipe.callbacks._context import weighted_class_counts
+    from kerasrecipe.callbacks._context import class_counts
 
     counts = [980, 20]
-    w = weighted_class_counts(np.array([0] * 980 + [1] * 20), counts, {0: 0.5 / 0.98, 1: 0.5 / 0.02})
+    labels = np.array([0] * 980 + [1] * 20)
+    w = class_counts(labels, 2, class_weight={0: 0.5 / 0.98, 1: 0.5 / 0.02})
     assert w == pytest.approx([500.0, 500.0])
     sw = np.where(np.arange(1000) < 980, 1.0, 49.0)
-    assert weighted_class_counts(np.array([0] * 980 + [1] * 20), counts, sample_weight=sw) == pytest.approx([980, 980])
-    assert weighted_class_counts(np.zeros(3), [3], None, None) is None
+    assert class_counts(labels, 2, sample_weight=sw) == pytest.approx([980, 980])
+    assert class_counts(labels, 2) == counts                             # unweighted: the plain counts
+    assert class_counts(labels, 2, sample_weight=np.ones(3)) == counts   # weights that do not fit: ignored
     tr, va = [0.72, 0.67, 0.63, 0.60, 0.58], [0.62, 0.62, 0.63, 0.63, 0.63]
     plain = make_log(tr, va, loss="binary_crossentropy", num_classes=2, meta_extra={"class_counts": counts})
     weighted = make_log(tr, va, loss="binary_crossentropy", num_classes=2,

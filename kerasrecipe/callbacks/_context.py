@@ -213,8 +213,12 @@ def probe_from_fit(args: Dict[str, Any], n: int):
                         "pass probe_data=(x, y) to default() for health monitoring")
 
 
-def class_counts(y, num_classes: Optional[int]) -> Optional[List[int]]:
-    """Label counts of integer or one-hot labels (None for anything else)."""
+def class_counts(y, num_classes: Optional[int], *, class_weight=None, sample_weight=None) -> Optional[List[float]]:
+    """Label counts of integer or one-hot labels (None for anything else).
+
+    With fit's `class_weight` (each class's count times its weight) or `sample_weight` (the sum of
+    each class's sample weights): the class distribution the TRAINING loss sees, whose entropy is
+    its prior. Weights that do not fit the labels are ignored (plain counts)."""
     if y is None or isinstance(y, (dict, list, tuple)):
         return None
     y = np.asarray(y)
@@ -231,30 +235,20 @@ def class_counts(y, num_classes: Optional[int]) -> Optional[List[int]]:
         k = max(int(idx.max()) + 1, int(num_classes or 0))
         if k > 10000:
             return None
-    return np.bincount(idx, minlength=k).astype(int).tolist()
-
-
-def weighted_class_counts(y, counts, class_weight=None, sample_weight=None) -> Optional[List[float]]:
-    """The class counts the TRAINING loss sees when fit weights the samples: each class's count
-    times its class_weight, or the sum of its samples' sample_weight. None when unweighted or
-    not computable (then the plain counts hold)."""
-    if counts is None or (class_weight is None and sample_weight is None):
-        return None
-    k = len(counts)
+    counts = np.bincount(idx, minlength=k)
+    weighted = None
     if isinstance(class_weight, dict) and class_weight:
         try:
-            return [float(counts[c]) * float(class_weight.get(c, 1.0)) for c in range(k)]
+            weighted = [float(counts[c]) * float(class_weight.get(c, 1.0)) for c in range(k)]
         except (TypeError, ValueError):
-            return None
-    try:
+            weighted = None
+    elif sample_weight is not None:
         sw = np.asarray(sample_weight, dtype="float64").reshape(-1)
-        y = np.asarray(y)
-        idx = y.reshape(-1, y.shape[-1]).argmax(-1) if (y.ndim >= 2 and y.shape[-1] > 1) else y.reshape(-1).astype(np.int64)
-    except Exception:
-        return None
-    if sw.shape[0] != idx.shape[0] or not np.all(np.isfinite(sw)):
-        return None
-    return np.bincount(idx, weights=sw, minlength=k)[:k].astype(float).tolist()
+        if sw.shape[0] == idx.shape[0] and np.all(np.isfinite(sw)):
+            weighted = np.bincount(idx, weights=sw, minlength=k)[:k].astype(float).tolist()
+    if weighted is not None and sum(weighted) > 0:
+        return weighted
+    return counts.astype(int).tolist()
 
 
 # ---------------------------------------------------------------------- model description

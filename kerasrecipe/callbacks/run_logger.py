@@ -34,8 +34,7 @@ import keras
 import numpy as np
 
 from kerasrecipe.callbacks._context import (RunContext, capture_fit_args, class_counts, describe_layers,
-                                            describe_loss, is_finite_number, probe_from_fit, weighted_class_counts,
-                                            _length)
+                                            describe_loss, is_finite_number, probe_from_fit, _length)
 from kerasrecipe.io import append_jsonl, atomic_write_json, atomic_write_text
 
 FLUSH_SECONDS = 2.0
@@ -199,16 +198,13 @@ class RunLogger(keras.callbacks.Callback):
         try:
             y = args.get("y")
             loss = describe_loss(self.model)
-            info["class_counts"] = class_counts(keras.ops.convert_to_numpy(y), loss["num_classes"]) \
-                if (y is not None and loss["task"] == "classification" and _length(y) is not None) else None
             # with class_weight / sample_weight the training loss is a weighted mean: its prior is
             # the weighted class distribution, and it is not on the validation loss's scale
             info["loss_weighted"] = args.get("class_weight") is not None or args.get("sample_weight") is not None
-            weighted = weighted_class_counts(keras.ops.convert_to_numpy(y), info["class_counts"],
-                                             args.get("class_weight"), args.get("sample_weight")) \
-                if info["class_counts"] is not None else None
-            if weighted is not None and sum(weighted) > 0:
-                info["class_counts"] = weighted
+            info["class_counts"] = class_counts(keras.ops.convert_to_numpy(y), loss["num_classes"],
+                                                class_weight=args.get("class_weight"),
+                                                sample_weight=args.get("sample_weight")) \
+                if (y is not None and loss["task"] == "classification" and _length(y) is not None) else None
         except Exception:
             info["class_counts"] = None
         return info

@@ -158,7 +158,7 @@ def check_batch_independence(ctx, row):
     if x is None:
         return row.skip("multi-input model: checked for single-input models")
     if not np.issubdtype(np.asarray(x).dtype, np.floating):
-        return row.skip("integer inputs (token ids): there is no gradient with respect to them")
+        return row.skip("integer inputs (token ids): a small perturbation of them is not defined")
     if not ctx.single_output:
         return row.skip("multi-output model")
     rows = ctx.probe_idx[:256]        # the first chunk of pred0's forward passes: same shape
