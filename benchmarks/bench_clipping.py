@@ -26,6 +26,10 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--max-norm", type=float, default=1.0)
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    p.add_argument("--train-step", action="store_true",
+                   help="also time whole ResNet-50 training steps (batch 32, 224x224; meant for a GPU)")
+    p.add_argument("--train-size", type=int, default=224, help="image side for --train-step")
+    p.add_argument("--profile", metavar="PATH", help="write torch.profiler tables of three applies per variant to PATH")
     args = p.parse_args(argv)
 
     import keras
@@ -73,6 +77,10 @@ def main(argv=None):
         ker = timed_apply(lambda: cls(global_clipnorm=args.max_norm, **kw)) - copy_t
         ours = timed_apply(lambda: clip_global_norm(cls(**kw), args.max_norm)) - copy_t
         rows.append((name, base, ker, ours))
+        if args.profile:
+            profile_applies(args.profile, name, {
+                "no clipping": lambda: cls(**kw), "keras global_clipnorm": lambda: cls(global_clipnorm=args.max_norm, **kw),
+                "ours": lambda: clip_global_norm(cls(**kw), args.max_norm)}, variables, fresh_grads, sync)
         print(f"{name}: apply {base * 1e3:.1f} ms, keras global_clipnorm {ker * 1e3:.1f} ms "
               f"(+{(ker - base) * 1e3:.1f}), ours {ours * 1e3:.1f} ms (+{(ours - base) * 1e3:.1f})", flush=True)
 
@@ -108,10 +116,84 @@ def main(argv=None):
         f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: "
         "differences of medians are noisy when this is high).",
     ]
-    body = "## clipping\n\n" + "\n".join(lines) + "\n"
+    if args.train_step:
+        lines += ["", *train_step_lines(keras, sync, args)]
+    section = "clipping" if device == "cpu" else "clipping-gpu"
+    body = f"## {section}\n\n" + "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
-        write_section("clipping", body)
+        write_section(section, body)
+
+
+def profile_applies(path, opt_name, makers, variables, fresh_grads, sync):
+    """torch.profiler tables (top ops by CPU and by device time) of three `apply` calls per variant."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if sync else [])
+    with open(path, "a") as f:
+        for label, make in makers.items():
+            opt = make()
+            opt.build(variables)
+            grads = fresh_grads()
+            opt.apply([g.clone() for g in grads], variables)
+            if sync:
+                sync()
+            with profile(activities=acts) as prof:
+                for _ in range(3):
+                    opt.apply([g.clone() for g in grads], variables)
+                if sync:
+                    sync()
+            f.write(f"\n===== {opt_name}, {label} ({type(opt).__mro__[:3]})\n")
+            f.write(prof.key_averages().table(sort_by="cpu_time_total", row_limit=18) + "\n")
+            if sync:
+                f.write(prof.key_averages().table(sort_by="self_device_time_total", row_limit=12) + "\n")
+
+
+def train_step_lines(keras, sync, args):
+    """Median time of a ResNet-50 `train_on_batch` step, three optimizers, rounds alternated."""
+    import time
+
+    from kerasrecipe.optimizers import clip_global_norm
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, args.train_size, args.train_size, 3)).astype("float32")
+    y = rng.integers(0, 1000, size=(32,)).astype("int32")
+    variants = {
+        "SGD, no clipping": lambda: keras.optimizers.SGD(1e-4, momentum=0.9),
+        "SGD + Keras global_clipnorm": lambda: keras.optimizers.SGD(1e-4, momentum=0.9, global_clipnorm=args.max_norm),
+        "SGD + ours (clip_global_norm)": lambda: clip_global_norm(keras.optimizers.SGD(1e-4, momentum=0.9), args.max_norm),
+    }
+    models = {}
+    for name, make in variants.items():
+        keras.utils.set_random_seed(0)
+        m = keras.applications.ResNet50(weights=None, input_shape=x.shape[1:])
+        m.compile(optimizer=make(), loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            m.train_on_batch(x, y)
+        models[name] = m
+    times = {k: [] for k in models}
+    rounds = max(args.repeats, 10)
+    for _ in range(rounds):
+        for name, m in models.items():
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+            m.train_on_batch(x, y)
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - t0)
+    import statistics
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["SGD, no clipping"]
+    out = [f"Whole training step: `model.train_on_batch` of keras.applications.ResNet50(weights=None), batch 32, "
+           f"{args.train_size}x{args.train_size}x3, 1000 classes; medians of {rounds} steps per variant, variants alternated step by step.", "",
+           "| variant | step | added by clipping |", "|---|---|---|"]
+    for k, v in med.items():
+        out.append(f"| {k} | {v * 1e3:.1f} ms | {'' if k == 'SGD, no clipping' else f'{(v - base) / base * 100:+.1f}%'} |")
+    out += ["", "Target (issue 9, GPU): ours adds <= 1% to the training step."]
+    print("\n".join(out), flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -39,6 +39,58 @@ static kr::HistParams make_hist(int mode, double lo, double scale, int nbins) {
     return kr::HistParams{mode, lo, scale, nbins};
 }
 
+// Fast path for a list of eager torch tensors, without torch headers: reads dtype, contiguity,
+// device, data pointer and element count through the Python C API (a few C calls per tensor
+// instead of the Python dispatch code). Returns false -- nothing done, the caller takes the
+// general path, which also produces the error messages -- unless every item is a contiguous
+// tensor of a dtype in `codes` ({torch dtype: code}) on the same device (-1: CPU).
+static bool torch_refs(py::handle seq, py::dict codes, std::vector<TensorRef>& out, int& device) {
+    static PyObject* s_dtype = PyUnicode_InternFromString("dtype");
+    static PyObject* s_contig = PyUnicode_InternFromString("is_contiguous");
+    static PyObject* s_getdev = PyUnicode_InternFromString("get_device");
+    static PyObject* s_ptr = PyUnicode_InternFromString("data_ptr");
+    static PyObject* s_numel = PyUnicode_InternFromString("numel");
+    PyObject* fast = PySequence_Fast(seq.ptr(), "expected a sequence");
+    if (!fast) { PyErr_Clear(); return false; }
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject** items = PySequence_Fast_ITEMS(fast);
+    out.clear();
+    out.reserve(size_t(n));
+    bool ok = n > 0;
+    auto call_long = [&](PyObject* o, PyObject* name, long long& v) {
+        PyObject* r = PyObject_CallMethodNoArgs(o, name);
+        if (!r) { PyErr_Clear(); return false; }
+        v = PyLong_AsLongLong(r);
+        Py_DECREF(r);
+        if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return false; }
+        return true;
+    };
+    for (Py_ssize_t i = 0; ok && i < n; ++i) {
+        PyObject* o = items[i];
+        PyObject* dt = PyObject_GetAttr(o, s_dtype);
+        if (!dt) { PyErr_Clear(); ok = false; break; }
+        PyObject* code = PyDict_GetItemWithError(codes.ptr(), dt);  // borrowed
+        Py_DECREF(dt);
+        if (!code) { PyErr_Clear(); ok = false; break; }
+        PyObject* c = PyObject_CallMethodNoArgs(o, s_contig);
+        const bool contiguous = c == Py_True;
+        Py_XDECREF(c);
+        if (!contiguous) { PyErr_Clear(); ok = false; break; }
+        long long dev = 0, numel = 0;
+        if (!call_long(o, s_getdev, dev) || !call_long(o, s_numel, numel)) { ok = false; break; }
+        PyObject* r = PyObject_CallMethodNoArgs(o, s_ptr);
+        if (!r) { PyErr_Clear(); ok = false; break; }
+        const unsigned long long p = PyLong_AsUnsignedLongLong(r);
+        Py_DECREF(r);
+        if (PyErr_Occurred()) { PyErr_Clear(); ok = false; break; }
+        if (i == 0) device = int(dev);
+        if (dev != device || (numel > 0 && p == 0) || numel < 0) { ok = false; break; }
+        out.push_back(TensorRef{reinterpret_cast<const void*>(uintptr_t(p)), numel, int(PyLong_AsLong(code))});
+    }
+    Py_DECREF(fast);
+    return ok;
+}
+
 using Stats = std::tuple<py::array_t<double>, py::array_t<int64_t>, py::array_t<int64_t>>;
 
 static Stats alloc_stats(size_t n, int nbins) {
@@ -111,6 +163,22 @@ PYBIND11_MODULE(_native, m) {
         py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("max_norm"), py::arg("eps"),
         py::arg("nthreads") = 0, "In place global-norm clipping of host buffers; returns the norm before.");
 
+    m.def(
+        "torch_clip_cpu",
+        [](py::handle tensors, py::dict codes, double max_norm, double eps, int nthreads) -> py::object {
+            std::vector<TensorRef> ts;
+            int device = -1;
+            if (!torch_refs(tensors, codes, ts, device) || device != -1) return py::none();
+            double norm;
+            {
+                py::gil_scoped_release nogil;
+                norm = kr::clip_many(ts, max_norm, eps, nthreads);
+            }
+            return py::float_(norm);
+        },
+        py::arg("tensors"), py::arg("codes"), py::arg("max_norm"), py::arg("eps"), py::arg("nthreads") = 0,
+        "clip_cpu on a list of contiguous CPU torch tensors; None (nothing done) if any item is not one.");
+
 #ifdef KR_WITH_CUDA
     m.def("cuda_device_count", &kr::gpu::device_count, "usable CUDA devices (0 on any error, never raises)");
     m.def("cuda_unavailable_reason", &kr::gpu::unavailable_reason);
@@ -146,6 +214,43 @@ PYBIND11_MODULE(_native, m) {
         py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("device"), py::arg("stream"),
         py::arg("max_norm"), py::arg("eps"), py::arg("out_norm"), py::arg("out_flag"),
         "Global-norm clipping of device buffers in two launches on `stream`, no host sync.");
+    m.def(
+        "torch_clip_cuda",
+        [](py::handle tensors, py::dict codes, int device, uintptr_t stream, double max_norm, double eps,
+           uintptr_t out_norm, uintptr_t out_flag) {
+            std::vector<TensorRef> ts;
+            int dev = -1;
+            if (!torch_refs(tensors, codes, ts, dev) || dev != device || device < 0) return false;
+            if (!out_norm || !out_flag) throw std::invalid_argument("null output pointer");
+            py::gil_scoped_release nogil;
+            kr::gpu::clip_many(ts, device, stream, max_norm, eps, reinterpret_cast<float*>(out_norm),
+                               reinterpret_cast<uint8_t*>(out_flag));
+            return true;
+        },
+        py::arg("tensors"), py::arg("codes"), py::arg("device"), py::arg("stream"), py::arg("max_norm"),
+        py::arg("eps"), py::arg("out_norm"), py::arg("out_flag"),
+        "cuda_clip on a list of contiguous torch tensors all on CUDA device `device`; False (nothing done) if not.");
+    m.def(
+        "torch_stats_cuda",
+        [](py::handle tensors, py::dict codes, int device, uintptr_t stream, double saturation, int mode, double lo,
+           double scale, int nbins) -> py::object {
+            std::vector<TensorRef> ts;
+            int dev = -1;
+            if (!torch_refs(tensors, codes, ts, dev) || dev != device || device < 0) return py::none();
+            auto hp = make_hist(mode, lo, scale, nbins);
+            Stats out = alloc_stats(ts.size(), nbins);
+            double* d = std::get<0>(out).mutable_data();
+            int64_t* c = std::get<1>(out).mutable_data();
+            int64_t* h = std::get<2>(out).mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                kr::gpu::stats_many(ts, device, stream, saturation, hp, d, c, h);
+            }
+            return py::cast(out);
+        },
+        py::arg("tensors"), py::arg("codes"), py::arg("device"), py::arg("stream"), py::arg("saturation"),
+        py::arg("mode"), py::arg("lo"), py::arg("scale"), py::arg("nbins"),
+        "cuda_stats on a list of contiguous torch tensors all on CUDA device `device`; None if not.");
 #else
     m.def("cuda_device_count", []() { return 0; }, "0: this build has no CUDA");
     m.def("cuda_unavailable_reason", []() { return std::string("built without CUDA (nvcc not found or KERASRECIPE_CUDA=0)"); });

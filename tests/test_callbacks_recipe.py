@@ -197,6 +197,7 @@ def test_epoch_tensorboard_writes_evaluation_scalars_at_epoch_end(tmp_path):
     """Inside fit, TensorBoard's per-validation scalars are written at epoch end (not within the
     epoch's timed span), with the same names and steps; evaluate() outside fit writes at once."""
     pytest.importorskip("tensorboard")
+    pytest.importorskip("tensorflow", reason="Keras's TensorBoard callback writes through tf.summary")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from kerasrecipe.recipe import EpochTensorBoard

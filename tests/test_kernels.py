@@ -435,6 +435,36 @@ def test_torch_cpu_native_in_place(dtype):
     assert_native_exact(s, oracle_stats(np.asarray(nc.double().numpy())), nc.double().numpy())
 
 
+def test_torch_cpu_fast_path_one_native_call(monkeypatch):
+    """A list of contiguous CPU torch tensors is read by the native side in one call (no
+    per-tensor Python); lists it cannot take go the general way with the same answers/errors."""
+    from kerasrecipe.kernels import _dispatch as D
+
+    t = _torch()
+    calls = []
+    real = D.native.torch_clip_cpu
+    monkeypatch.setattr(D.native, "torch_clip_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    gen = t.Generator().manual_seed(3)
+    base = t.randn(1001, generator=gen, dtype=t.float64)
+    ts = [base[1:].float(), t.randn(7, 9, generator=gen).half(), t.empty(0), base[3:].clone()[1:],  # misaligned views
+          t.randn(33, generator=gen).bfloat16()]
+    assert all(x.is_contiguous() for x in ts) and ts[3].data_ptr() % 16 != 0
+    ref = [x.double().numpy().astype(DTYPES[str(x.dtype).split(".")[1]]) for x in ts]
+    want, wnorm = oracle_clip(ref, 2.0)
+    out, norm, bad = K.clip_by_global_norm(ts, 2.0)
+    assert calls == [1] and all(o is x for o, x in zip(out, ts))
+    assert abs(float(norm) - wnorm) <= 1e-6 * wnorm and not bool(bad)
+    for o, w in zip(out, want):
+        np.testing.assert_allclose(o.double().numpy(), np.asarray(w, np.float64), rtol=1e-2)
+    with pytest.raises(InputTypeError, match="integer|int"):
+        K.clip_by_global_norm([t.ones(3), t.ones(3, dtype=t.int32)], 1.0)
+    with pytest.raises(InputTypeError, match="one kind"):
+        K.clip_by_global_norm([t.ones(3), np.ones(3, np.float32)], 1.0)
+    nc = [t.ones(4, 6).t()]
+    K.clip_by_global_norm(nc, 1.0)  # declined (non-contiguous): general path, written back
+    np.testing.assert_allclose(nc[0].numpy(), 1 / math.sqrt(24 + 24e-6 * math.sqrt(24)), rtol=1e-5)
+
+
 def test_torch_grad_tensors_and_none():
     t = _torch()
     w = t.nn.Parameter(t.ones(5))

@@ -87,6 +87,42 @@ def test_stats_many_one_launch_mixed():
     assert got[2]["mean"] == 2.5 and got[2]["var"] == 0.0
 
 
+@pytest.mark.parametrize("nbins", [2000, 10000])  # one shared histogram per block; global atomics
+def test_stats_cuda_large_uniform_histograms(nbins):
+    x = sample((4099, 33), torch.float32, 8)
+    host = x.double().cpu().numpy()
+    check(K.activation_stats(x, bins=(-5.0, 5.0, nbins)), oracle(host, bins=(-5.0, 5.0, nbins)), host)
+
+
+def test_fast_path_misaligned_views(monkeypatch):
+    """Contiguous tensors whose data is not 16-byte aligned take the scalar loads; the list is
+    read by the native side in one call."""
+    from kerasrecipe.kernels import _dispatch as D
+
+    calls = []
+    for name in ("torch_stats_cuda", "torch_clip_cuda"):
+        real = getattr(D.native, name)
+        monkeypatch.setattr(D.native, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k))
+    xs = [sample((50_001,), dt, 9 + i)[1:] for i, dt in enumerate((torch.float32, torch.float16, torch.bfloat16,
+                                                                   torch.float64))]
+    assert all(x.is_contiguous() and x.data_ptr() % 16 for x in xs)
+    got = K.activation_stats_many(xs)
+    for g, x in zip(got, xs):
+        host = x.double().cpu().numpy()
+        check(g, oracle(host), host)
+    gs = [x.nan_to_num(0, 0, 0) for x in xs]
+    gs = [torch.cat([g[:1], g])[1:] for g in gs]  # misaligned again after nan_to_num
+    host = [g.double().cpu().numpy() for g in gs]
+    norm_w, coef = oracle_clip(host, 1.0)
+    _, norm, bad = K.clip_by_global_norm(gs, 1.0)
+    assert abs(float(norm) - norm_w) <= 1e-6 * norm_w and not bool(bad)
+    for g, h in zip(gs, host):
+        tol = 1e-2 if g.dtype in (torch.float16, torch.bfloat16) else 1e-6
+        atol = 2.0 ** -24 if g.dtype == torch.float16 else 1e-30  # float16 subnormals: absolute spacing 2^-24
+        np.testing.assert_allclose(g.double().cpu().numpy(), h * coef, rtol=tol, atol=atol)
+    assert calls == ["torch_stats_cuda", "torch_clip_cuda"]
+
+
 def oracle_clip(host, max_norm, eps=1e-6):
     norm = math.sqrt(sum(float(np.sum(np.square(np.asarray(h, np.float64)))) for h in host))
     coef = max_norm / (norm + eps)

@@ -32,22 +32,38 @@ __device__ __forceinline__ double block_sum(double v, double* sh) {
     return r;  // valid in thread 0
 }
 
+// Sum of squares of x[b, e): 16-byte vector loads (two in flight per thread) when x + b is
+// 16-byte aligned, scalar loads for the rest. Float64 accumulation.
+template <class T>
+__device__ __forceinline__ double sq(T v) { const double d = to_f(v); return d * d; }
+__device__ __forceinline__ double sq(double v) { return v * v; }
+
 template <class T>
 __device__ __forceinline__ double sumsq_tile(const T* x, long long b, long long e) {
+    constexpr int V = 16 / sizeof(T);
     double s0 = 0.0, s1 = 0.0;
-    long long i = b + threadIdx.x;
-    for (; i + THREADS < e; i += 2 * THREADS) {
-        const double u = to_f(x[i]), v = to_f(x[i + THREADS]);
-        s0 += u * u;
-        s1 += v * v;
+    long long i = b;
+    if ((reinterpret_cast<uintptr_t>(x + b) & 15u) == 0) {
+        const uint4* xv = reinterpret_cast<const uint4*>(x + b);
+        const long long nv = (e - b) / V;
+        long long j = threadIdx.x;
+        for (; j + THREADS < nv; j += 2 * THREADS) {
+            const uint4 p = xv[j], q = xv[j + THREADS];
+            const T* pt = reinterpret_cast<const T*>(&p);
+            const T* qt = reinterpret_cast<const T*>(&q);
+#pragma unroll
+            for (int k = 0; k < V; ++k) { s0 += sq(pt[k]); s1 += sq(qt[k]); }
+        }
+        if (j < nv) {
+            const uint4 p = xv[j];
+            const T* pt = reinterpret_cast<const T*>(&p);
+#pragma unroll
+            for (int k = 0; k < V; ++k) s0 += sq(pt[k]);
+        }
+        i = b + nv * V;
     }
-    if (i < e) { const double u = to_f(x[i]); s0 += u * u; }
+    for (i += threadIdx.x; i < e; i += THREADS) s0 += sq(x[i]);
     return s0 + s1;
-}
-__device__ __forceinline__ double sumsq_tile(const double* x, long long b, long long e) {
-    double s0 = 0.0;
-    for (long long i = b + threadIdx.x; i < e; i += THREADS) s0 += x[i] * x[i];
-    return s0;
 }
 
 __global__ void __launch_bounds__(THREADS) norm_kernel(ClipHeader* hdr, const DevTensor* tab, int ntab,
@@ -91,11 +107,27 @@ __global__ void __launch_bounds__(THREADS) norm_kernel(ClipHeader* hdr, const De
 }
 
 template <class T>
-__device__ __forceinline__ void scale_tile(T* x, long long b, long long e, float c) {
-    for (long long i = b + threadIdx.x; i < e; i += THREADS) x[i] = from_f<T>(to_f(x[i]) * c);
-}
-__device__ __forceinline__ void scale_tile(double* x, long long b, long long e, double c) {
-    for (long long i = b + threadIdx.x; i < e; i += THREADS) x[i] *= c;
+__device__ __forceinline__ T scaled(T v, double c) { return from_f<T>(to_f(v) * float(c)); }
+__device__ __forceinline__ double scaled(double v, double c) { return v * c; }
+
+// x[b, e) *= coef in place; 16-byte vector loads and stores where aligned.
+template <class T>
+__device__ __forceinline__ void scale_tile(T* x, long long b, long long e, double c) {
+    constexpr int V = 16 / sizeof(T);
+    long long i = b;
+    if ((reinterpret_cast<uintptr_t>(x + b) & 15u) == 0) {
+        uint4* xv = reinterpret_cast<uint4*>(x + b);
+        const long long nv = (e - b) / V;
+        for (long long j = threadIdx.x; j < nv; j += THREADS) {
+            uint4 p = xv[j];
+            T* pt = reinterpret_cast<T*>(&p);
+#pragma unroll
+            for (int k = 0; k < V; ++k) pt[k] = scaled(pt[k], c);
+            xv[j] = p;
+        }
+        i = b + nv * V;
+    }
+    for (i += threadIdx.x; i < e; i += THREADS) x[i] = scaled(x[i], c);
 }
 
 __global__ void __launch_bounds__(THREADS) scale_kernel(const ClipHeader* hdr, const DevTensor* tab, int ntab) {
@@ -108,10 +140,10 @@ __global__ void __launch_bounds__(THREADS) scale_kernel(const ClipHeader* hdr, c
     const long long e = (b + CLIP_TILE < t.numel) ? b + CLIP_TILE : t.numel;
     void* p = const_cast<void*>(t.ptr);
     switch (t.dtype) {
-        case F32: scale_tile(static_cast<float*>(p), b, e, float(coef)); break;
+        case F32: scale_tile(static_cast<float*>(p), b, e, coef); break;
         case F64: scale_tile(static_cast<double*>(p), b, e, coef); break;
-        case F16: scale_tile(static_cast<__half*>(p), b, e, float(coef)); break;
-        default: scale_tile(static_cast<__nv_bfloat16*>(p), b, e, float(coef)); break;
+        case F16: scale_tile(static_cast<__half*>(p), b, e, coef); break;
+        default: scale_tile(static_cast<__nv_bfloat16*>(p), b, e, coef); break;
     }
 }
 

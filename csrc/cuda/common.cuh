@@ -50,6 +50,9 @@ struct DeviceGuard {
     }
 };
 
+// Multiprocessors of `device` (cached; 132 on an H100 SXM).
+int sm_count(int device);
+
 // Stream-ordered scratch memory (cudaMallocAsync pool; kept cached by the pool, see runtime.cu).
 void* stream_alloc(size_t bytes, cudaStream_t s);
 void stream_free(void* p, cudaStream_t s);

@@ -2,6 +2,7 @@
 // statically and every error becomes device_count() == 0 with a reason.
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "cuda/common.cuh"
 
@@ -32,6 +33,23 @@ std::string unavailable_reason() {
     device_count();
     std::lock_guard<std::mutex> lock(g_mu);
     return g_count > 0 ? std::string() : g_reason;
+}
+
+int sm_count(int device) {
+    static std::mutex mu;
+    static std::vector<int> counts;
+    std::lock_guard<std::mutex> lock(mu);
+    if (device < 0) return 1;
+    if (size_t(device) >= counts.size()) counts.resize(size_t(device) + 1, 0);
+    if (counts[device] == 0) {
+        int n = 0;
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || n <= 0) {
+            cudaGetLastError();
+            n = 100;
+        }
+        counts[device] = n;
+    }
+    return counts[device];
 }
 
 void* stream_alloc(size_t bytes, cudaStream_t s) {

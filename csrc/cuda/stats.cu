@@ -6,6 +6,8 @@
 //   The last block to finish combines each tensor's block partials in block order (Chan,
 //   deterministic) and writes the per-tensor rows; the host copies them back.
 #include <cmath>
+#include <cstring>
+#include <mutex>
 
 #include "cuda/common.cuh"
 
@@ -87,145 +89,162 @@ __device__ __forceinline__ int log2_bin(int biased_exp, int bias, bool neg) {
     return neg ? (N_MAG - 1) - mag : (N_MAG + 1) + mag;
 }
 
-__device__ __forceinline__ void hist_add(unsigned int* sh, unsigned long long* gl, int bin) {
-    const unsigned active = __activemask();
-    const unsigned peers = __match_any_sync(active, bin);
-    if ((threadIdx.x & 31) == __ffs(peers) - 1 && bin >= 0) {
-        if (sh) atomicAdd(sh + bin, __popc(peers));
-        else atomicAdd(gl + bin, (unsigned long long)__popc(peers));
-    }
-}
-
-struct Acc {
+// Per-thread accumulators. M: the type of min/max (float for 16/32-bit inputs: exact).
+// The log2 histogram's middle bin (|x| < 2^LOG2_EMIN, zeros included: half of a ReLU output)
+// is counted in a register; every other bin goes to the warp's own copy of the histogram in
+// shared memory (`hw`), or straight to global memory (`gl`) for very large uniform histograms.
+template <class M>
+struct Acc {  // counts are per thread: 32 bits suffice (a tile is at most total / (16 x SMs))
     double K, s1, s2;
-    long long n;
-    double mn, mx;
-    unsigned long long zeros, sat, nan, inf;
+    unsigned int n;
+    M mn, mx;
+    unsigned int zeros, sat, nan, inf, small;
+};
+
+struct HistOut {
+    unsigned int* hw;         // this warp's shared copy, or nullptr
+    unsigned long long* gl;   // the tensor's global histogram (used when hw is nullptr)
+    __device__ __forceinline__ void add(int bin) const {
+        if (hw) atomicAdd(hw + bin, 1u);
+        else atomicAdd(gl + bin, 1ULL);
+    }
+    __device__ __forceinline__ void add(int bin, unsigned long long count) const {
+        if (hw) atomicAdd(hw + bin, (unsigned int)count);
+        else atomicAdd(gl + bin, count);
+    }
 };
 
 template <class T>
-__device__ __forceinline__ void visit(Acc& a, T raw, const StatsHeader& h, float satf, unsigned int* sh,
-                                      unsigned long long* gl) {
+__device__ __forceinline__ void visit(Acc<float>& a, T raw, const StatsHeader& h, unsigned satbits, const HistOut& ho) {
     const float v = to_f(raw);
     const unsigned u = __float_as_uint(v);
     const unsigned ab = u & 0x7fffffffu;
-    int bin = -1;
     if (ab < 0x7f800000u) {
         if (a.n == 0) a.K = v;
         const double d = double(v) - a.K;
-        a.s1 += d; a.s2 += d * d; ++a.n;
-        a.mn = fmin(a.mn, double(v)); a.mx = fmax(a.mx, double(v));
+        a.s1 += d;
+        a.s2 = fma(d, d, a.s2);
+        ++a.n;
+        a.mn = fminf(a.mn, v);
+        a.mx = fmaxf(a.mx, v);
         a.zeros += (ab == 0u);
-        a.sat += (__uint_as_float(ab) >= satf);
+        a.sat += (ab >= satbits);  // |v| >= sat, compared as bits (both non-negative floats)
         if (h.mode == HIST_LOG2) {
-            bin = log2_bin(int(ab >> 23), 127, (u >> 31) != 0u);
+            const int bin = log2_bin(int(ab >> 23), 127, (u >> 31) != 0u);
+            if (bin == N_MAG) ++a.small;
+            else ho.add(bin);
         } else {
             double t = (double(v) - h.lo) * h.scale;
             t = t < 0.0 ? 0.0 : (t > double(h.nbins - 1) ? double(h.nbins - 1) : t);
-            bin = int(t);
+            ho.add(int(t));
         }
     } else if (ab == 0x7f800000u) {
         ++a.inf;
     } else {
         ++a.nan;
     }
-    hist_add(sh, gl, bin);
 }
 
-__device__ __forceinline__ void visit(Acc& a, double v, const StatsHeader& h, float, unsigned int* sh,
-                                      unsigned long long* gl) {
+__device__ __forceinline__ void visit(Acc<double>& a, double v, const StatsHeader& h, unsigned, const HistOut& ho) {
     const unsigned long long u = (unsigned long long)__double_as_longlong(v);
     const unsigned long long ab = u & 0x7fffffffffffffffULL;
-    int bin = -1;
     if (ab < 0x7ff0000000000000ULL) {
         if (a.n == 0) a.K = v;
         const double d = v - a.K;
-        a.s1 += d; a.s2 += d * d; ++a.n;
-        a.mn = fmin(a.mn, v); a.mx = fmax(a.mx, v);
+        a.s1 += d;
+        a.s2 = fma(d, d, a.s2);
+        ++a.n;
+        a.mn = fmin(a.mn, v);
+        a.mx = fmax(a.mx, v);
         a.zeros += (ab == 0ULL);
         a.sat += (fabs(v) >= h.sat);
         if (h.mode == HIST_LOG2) {
-            bin = log2_bin(int(ab >> 52), 1023, (u >> 63) != 0ULL);
+            const int bin = log2_bin(int(ab >> 52), 1023, (u >> 63) != 0ULL);
+            if (bin == N_MAG) ++a.small;
+            else ho.add(bin);
         } else {
             double t = (v - h.lo) * h.scale;
             t = t < 0.0 ? 0.0 : (t > double(h.nbins - 1) ? double(h.nbins - 1) : t);
-            bin = int(t);
+            ho.add(int(t));
         }
     } else if (ab == 0x7ff0000000000000ULL) {
         ++a.inf;
     } else {
         ++a.nan;
     }
-    hist_add(sh, gl, bin);
 }
 
-template <class T>
-__device__ void tile_stats(Acc& a, const T* x, long long b, long long e, const StatsHeader& h, float satf,
-                           unsigned int* sh, unsigned long long* gl) {
-    long long i = b + threadIdx.x;
-    for (; i + 3 * THREADS < e; i += 4 * THREADS) {  // four loads in flight per thread
-        const T v0 = x[i], v1 = x[i + THREADS], v2 = x[i + 2 * THREADS], v3 = x[i + 3 * THREADS];
-        visit(a, v0, h, satf, sh, gl); visit(a, v1, h, satf, sh, gl);
-        visit(a, v2, h, satf, sh, gl); visit(a, v3, h, satf, sh, gl);
-    }
-    for (; i < e; i += THREADS) visit(a, x[i], h, satf, sh, gl);
-}
-
-__global__ void __launch_bounds__(THREADS) stats_kernel(StatsHeader* hdr, const DevTensor* tab, int ntab, Part* parts,
-                                                        double* out_dbl, unsigned long long* out_cnt,
-                                                        unsigned long long* out_hist, float satf) {
-    extern __shared__ unsigned int sh_hist[];
-    __shared__ Part sh[WARPS];
-    __shared__ bool last;
-    const StatsHeader h = *hdr;
-    const long long blk = blockIdx.x;
-    const bool use_shared = h.nbins <= SHARED_HIST_MAX;
-    if (use_shared)
-        for (int i = threadIdx.x; i < h.nbins; i += THREADS) sh_hist[i] = 0u;
-    __syncthreads();
-    Acc a{0.0, 0.0, 0.0, 0, INFINITY, -INFINITY, 0, 0, 0, 0};
-    int ti = -1;
-    if (blk < h.nblocks && ntab > 0) {
-        ti = find_tensor(tab, ntab, blk);
-        const DevTensor t = tab[ti];
-        const long long b = (blk - t.first_block) * h.tile;
-        const long long e = (b + h.tile < t.numel) ? b + h.tile : t.numel;
-        unsigned long long* gl = out_hist + (long long)ti * h.nbins;
-        unsigned int* shp = use_shared ? sh_hist : nullptr;
-        switch (t.dtype) {
-            case F32: tile_stats(a, static_cast<const float*>(t.ptr), b, e, h, satf, shp, gl); break;
-            case F64: tile_stats(a, static_cast<const double*>(t.ptr), b, e, h, satf, shp, gl); break;
-            case F16: tile_stats(a, static_cast<const __half*>(t.ptr), b, e, h, satf, shp, gl); break;
-            default: tile_stats(a, static_cast<const __nv_bfloat16*>(t.ptr), b, e, h, satf, shp, gl); break;
+// One tile [b, e) of one tensor: 16-byte vector loads (two in flight per thread) when the tile
+// starts 16-byte aligned, scalar loads for the rest.
+template <class T, class M>
+__device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, const StatsHeader& h, unsigned satbits,
+                           const HistOut& ho) {
+    constexpr int V = 16 / sizeof(T);
+    long long i = b;
+    if ((reinterpret_cast<uintptr_t>(x + b) & 15u) == 0) {
+        const uint4* xv = reinterpret_cast<const uint4*>(x + b);
+        const long long nv = (e - b) / V;
+        long long j = threadIdx.x;
+        for (; j + THREADS < nv; j += 2 * THREADS) {
+            const uint4 p = __ldcs(xv + j), q = __ldcs(xv + j + THREADS);
+            const T* pt = reinterpret_cast<const T*>(&p);
+            const T* qt = reinterpret_cast<const T*>(&q);
+#pragma unroll
+            for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
+#pragma unroll
+            for (int k = 0; k < V; ++k) visit(a, qt[k], h, satbits, ho);
         }
+        if (j < nv) {
+            const uint4 p = __ldcs(xv + j);
+            const T* pt = reinterpret_cast<const T*>(&p);
+#pragma unroll
+            for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
+        }
+        i = b + nv * V;
     }
+    for (i += threadIdx.x; i < e; i += THREADS) visit(a, x[i], h, satbits, ho);
+}
+
+template <class M>
+__device__ __forceinline__ Acc<M> empty_acc() {
+    Acc<M> a;
+    a.K = a.s1 = a.s2 = 0.0;
+    a.n = 0;
+    a.mn = M(INFINITY);
+    a.mx = M(-INFINITY);
+    a.zeros = a.sat = a.nan = a.inf = a.small = 0;
+    return a;
+}
+
+template <class M>
+__device__ __forceinline__ Part to_part(const Acc<M>& a) {
     Part p = empty_part();
     if (a.n > 0) {
         const double n = double(a.n);
         p.n = n;
         p.mean = a.K + a.s1 / n;
         p.m2 = fmax(a.s2 - a.s1 * (a.s1 / n), 0.0);
-        p.mn = a.mn; p.mx = a.mx;
+        p.mn = double(a.mn);
+        p.mx = double(a.mx);
     }
     p.zeros = a.zeros; p.sat = a.sat; p.nan = a.nan; p.inf = a.inf;
-    p = block_combine(p, sh);
-    if (use_shared && ti >= 0) {
-        unsigned long long* gl = out_hist + (long long)ti * h.nbins;
-        for (int i = threadIdx.x; i < h.nbins; i += THREADS)
-            if (sh_hist[i]) atomicAdd(gl + i, (unsigned long long)sh_hist[i]);
-    }
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        parts[blk] = p;
-        __threadfence();
-        last = atomicAdd(&hdr->done, 1u) == gridDim.x - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // Final: each tensor's partials in block order. One-block tensors: a thread each; others:
-    // the whole block (thread-strided, then the fixed-order block reduction).
+    return p;
+}
+
+template <class T, class M>
+__device__ Part block_tile(const DevTensor& t, long long b, long long e, const StatsHeader& h, unsigned satbits,
+                           const HistOut& ho) {
+    Acc<M> a = empty_acc<M>();
+    tile_stats(a, static_cast<const T*>(t.ptr), b, e, h, satbits, ho);
+    if (a.small) ho.add(N_MAG, (unsigned long long)a.small);  // (log2 mode only) the register-counted middle bin
+    return to_part(a);
+}
+
+// The last block: each tensor's partials in block order. One-block tensors: a thread each;
+// others: the whole block (thread-strided, then the fixed-order block reduction). Not inlined,
+// so that its registers do not count against the streaming loop's.
+__device__ __noinline__ void final_combine(const DevTensor* tab, int ntab, Part* parts, double* out_dbl,
+                                           unsigned long long* out_cnt, Part* sh) {
     volatile Part* vparts = parts;
     for (int t = threadIdx.x; t < ntab; t += THREADS) {
         const DevTensor r = tab[t];
@@ -268,10 +287,83 @@ __global__ void __launch_bounds__(THREADS) stats_kernel(StatsHeader* hdr, const 
     }
 }
 
-static float sat_f32(double s) {
+__global__ void __launch_bounds__(THREADS, 4) stats_kernel(StatsHeader* hdr, const DevTensor* tab, int ntab,
+                                                           Part* parts, double* out_dbl, unsigned long long* out_cnt,
+                                                           unsigned long long* out_hist, unsigned satbits, int copies) {
+    extern __shared__ unsigned int sh_hist[];
+    __shared__ Part sh[WARPS];
+    __shared__ bool last;
+    const StatsHeader h = *hdr;
+    const long long blk = blockIdx.x;
+    // copies: WARPS (a histogram per warp), 1 (one per block) or 0 (global atomics)
+    for (int i = threadIdx.x; i < copies * h.nbins; i += THREADS) sh_hist[i] = 0u;
+    __syncthreads();
+    Part p = empty_part();
+    int ti = -1;
+    if (blk < h.nblocks && ntab > 0) {
+        ti = find_tensor(tab, ntab, blk);
+        const DevTensor t = tab[ti];
+        const long long b = (blk - t.first_block) * h.tile;
+        const long long e = (b + h.tile < t.numel) ? b + h.tile : t.numel;
+        HistOut ho;
+        ho.gl = out_hist + (long long)ti * h.nbins;
+        ho.hw = copies == 0 ? nullptr : sh_hist + (copies == 1 ? 0 : (threadIdx.x >> 5)) * h.nbins;
+        switch (t.dtype) {
+            case F32: p = block_tile<float, float>(t, b, e, h, satbits, ho); break;
+            case F64: p = block_tile<double, double>(t, b, e, h, satbits, ho); break;
+            case F16: p = block_tile<__half, float>(t, b, e, h, satbits, ho); break;
+            default: p = block_tile<__nv_bfloat16, float>(t, b, e, h, satbits, ho); break;
+        }
+    }
+    p = block_combine(p, sh);
+    if (copies > 0 && ti >= 0) {  // (block_combine synchronised the block: every count is in)
+        unsigned long long* gl = out_hist + (long long)ti * h.nbins;
+        for (int i = threadIdx.x; i < h.nbins; i += THREADS) {
+            unsigned long long c = 0;
+            for (int w = 0; w < copies; ++w) c += sh_hist[w * h.nbins + i];
+            if (c) atomicAdd(gl + i, c);
+        }
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        parts[blk] = p;
+        __threadfence();
+        last = atomicAdd(&hdr->done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    final_combine(tab, ntab, parts, out_dbl, out_cnt, sh);
+}
+
+// Bits of the smallest float >= s: for a non-negative float v, v >= s exactly when bits(v) >= this.
+static std::mutex g_pinned_mu;  // guards the pinned buffer below (held across the copy)
+
+// A page-locked host buffer of at least `bytes`, kept between calls (grown when needed).
+static unsigned char* pinned_buffer(size_t bytes) {
+    static unsigned char* buf = nullptr;
+    static size_t cap = 0;
+    if (bytes > cap) {
+        if (buf) cudaFreeHost(buf);
+        buf = nullptr;
+        cap = 0;
+        size_t want = 4096;
+        while (want < bytes) want *= 2;
+        void* p = nullptr;
+        check(cudaMallocHost(&p, want), "cudaMallocHost");
+        buf = static_cast<unsigned char*>(p);
+        cap = want;
+    }
+    return buf;
+}
+
+static unsigned sat_bits(double s) {
     float f = float(s);
     if (double(f) < s) f = std::nextafter(f, INFINITY);
-    return f;
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
 }
 
 void stats_many(const std::vector<TensorRef>& ts, int device, uintptr_t stream_handle, double saturation,
@@ -282,8 +374,10 @@ void stats_many(const std::vector<TensorRef>& ts, int device, uintptr_t stream_h
     long long total = 0;
     for (const auto& t : ts) total += t.numel;
     if (n == 0) return;
-    // tile: at least 8192 elements, and about 1024 blocks for a large call
-    long long tile = (total + 1023) / 1024;
+    // tile: at least 8192 elements, and about 16 blocks per multiprocessor for a large call
+    // (4 resident at a time: __launch_bounds__(THREADS, 4)), so the last wave is short
+    const long long target = 16LL * sm_count(device);
+    long long tile = (total + target - 1) / target;
     tile = tile < 8192 ? 8192 : ((tile + 2047) / 2048) * 2048;
     std::vector<DevTensor> rows;
     const long long nblocks = plan_blocks(ts, tile, rows);
@@ -309,19 +403,25 @@ void stats_many(const std::vector<TensorRef>& ts, int device, uintptr_t stream_h
     unsigned char* ws = static_cast<unsigned char*>(stream_alloc(bytes, s));
     check(cudaMemcpyAsync(ws, host.data(), off_parts, cudaMemcpyHostToDevice, s), "copy tensor table");
     check(cudaMemsetAsync(ws + off_hist, 0, bytes - off_hist, s), "clear histogram");
-    const size_t shmem = hp.nbins <= SHARED_HIST_MAX ? size_t(hp.nbins) * sizeof(unsigned int) : 0;
+    const int copies = hp.nbins * WARPS <= SHARED_HIST_MAX ? WARPS : (hp.nbins <= SHARED_HIST_MAX ? 1 : 0);
+    const size_t shmem = size_t(copies) * size_t(hp.nbins) * sizeof(unsigned int);
     stats_kernel<<<unsigned(nblocks), THREADS, shmem, s>>>(
         reinterpret_cast<StatsHeader*>(ws), reinterpret_cast<const DevTensor*>(ws + off_tab), int(n),
         reinterpret_cast<Part*>(ws + off_parts), reinterpret_cast<double*>(ws + off_dbl),
         reinterpret_cast<unsigned long long*>(ws + off_cnt), reinterpret_cast<unsigned long long*>(ws + off_hist),
-        sat_f32(saturation));
+        sat_bits(saturation), copies);
     check(cudaGetLastError(), "stats_kernel launch");
-    check(cudaMemcpyAsync(dbl, ws + off_dbl, n * N_DBL * sizeof(double), cudaMemcpyDeviceToHost, s), "copy results");
-    check(cudaMemcpyAsync(cnt, ws + off_cnt, n * N_CNT * sizeof(int64_t), cudaMemcpyDeviceToHost, s), "copy counts");
-    check(cudaMemcpyAsync(hist, ws + off_hist, n * size_t(hp.nbins) * sizeof(int64_t), cudaMemcpyDeviceToHost, s),
-          "copy histogram");
+    // every result in ONE copy, into pinned host memory (a pageable copy per array would each
+    // wait for the stream and stage through the driver), then spread to the caller's arrays
+    const size_t res_bytes = bytes - off_dbl;
+    std::lock_guard<std::mutex> lock(g_pinned_mu);
+    unsigned char* pin = pinned_buffer(res_bytes);
+    check(cudaMemcpyAsync(pin, ws + off_dbl, res_bytes, cudaMemcpyDeviceToHost, s), "copy results");
     stream_free(ws, s);
     check(cudaStreamSynchronize(s), "stream synchronize");
+    std::memcpy(dbl, pin, n * N_DBL * sizeof(double));
+    std::memcpy(cnt, pin + (off_cnt - off_dbl), n * N_CNT * sizeof(int64_t));
+    std::memcpy(hist, pin + (off_hist - off_dbl), n * size_t(hp.nbins) * sizeof(int64_t));
 }
 
 }  // namespace gpu

@@ -164,8 +164,11 @@ class NaNGuard(keras.callbacks.Callback):
             self._restore_to = snap
             if restore_now:
                 self._apply_restore()
-        full = (f"{message}; first non-finite: {where} of layer {layer!r}" if layer else f"{message}; "
-                "origin: the loss itself (weights and layer outputs are finite)")
+        if where != "loss":
+            full = f"{message}; first non-finite: {where} of layer {layer!r}"
+        else:
+            full = (f"{message}; origin: the loss itself (weights, layer outputs and gradients on the probe batch "
+                    "are finite: the loss overflowed" + (f"; output layer {layer!r})" if layer else ")"))
         full += (f"; restored the last finite weights (step {restored_step})" if restored_step is not None
                  else "; no finite weights to restore")
         rec = ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="nan", message=full, where=where,

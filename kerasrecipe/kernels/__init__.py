@@ -149,6 +149,12 @@ def activation_stats_many(tensors, *, saturation=0.99, bins=None) -> list:
         raise InputTypeError(f"activation_stats_many takes a list of tensors, got {type(tensors).__name__}")
     sat = _check_saturation(saturation)
     spec = parse_bins(bins)
+    if tensors and D.torch_fast_path(tensors[0]) and tensors[0].is_cuda and D.cuda_device_count() > 0:
+        dev = tensors[0].device
+        res = D.native.torch_stats_cuda(tensors, D.torch_dtype_codes(), dev.index, D.torch_raw_stream(dev), sat,
+                                        spec.mode, spec.lo, spec.scale, spec.n)
+        if res is not None:
+            return _unpack(*res, spec)
     items = [_Item(t, f"tensor #{i}") for i, t in enumerate(tensors)]
     out = [None] * len(items)
     host, cuda = [], {}
@@ -193,7 +199,6 @@ def _stats_host(items, sat, spec: HistSpec):
 
 
 def _stats_cuda(items, sat, spec: HistSpec):
-    torch = sys.modules["torch"]
     keep, ptrs, numels, codes = [], [], [], []
     dev = None
     for it in items:
@@ -202,7 +207,7 @@ def _stats_cuda(items, sat, spec: HistSpec):
         ptrs.append(ptr)
         numels.append(int(n))
         codes.append(D.DTYPE_CODE[it.dtype])
-    stream = torch.cuda.current_stream(dev).cuda_stream
+    stream = D.torch_raw_stream(dev)
     dbl, cnt, hist = D.native.cuda_stats(ptrs, numels, codes, dev, stream, sat, spec.mode, spec.lo, spec.scale,
                                          spec.n)
     return _unpack(dbl, cnt, hist, spec)
@@ -231,6 +236,10 @@ def clip_by_global_norm(tensors, max_norm, *, eps=1e-6):
         else:
             raise InputTypeError(f"clip_by_global_norm takes a list of tensors, got {type(tensors).__name__}")
     max_norm, eps = _check_max_norm(max_norm, eps)
+    if tensors and D.torch_fast_path(tensors[0]):
+        done = _clip_torch_fast(tensors, max_norm, eps)
+        if done is not None:
+            return done
     items = [None if t is None else _Item(t, f"tensor #{i}") for i, t in enumerate(tensors)]
     live = [it for it in items if it is not None]
     kinds = {it.kind for it in live}
@@ -280,6 +289,30 @@ def _clip_numpy(items, max_norm, eps):
     return arrays, norm, not math.isfinite(norm)
 
 
+def _clip_torch_fast(tensors, max_norm, eps):
+    """Contiguous eager torch tensors of float dtypes on one device, read by the native side in
+    one call (no per-tensor Python); None when the list is not that (the general path then
+    handles it, errors included)."""
+    torch = sys.modules["torch"]
+    codes = D.torch_dtype_codes()
+    dev = tensors[0].device
+    if dev.type == "cuda":
+        if D.cuda_device_count() == 0:
+            return None
+        norm_t = torch.empty((), dtype=torch.float32, device=dev)
+        flag_t = torch.empty((), dtype=torch.bool, device=dev)
+        if not D.native.torch_clip_cuda(tensors, codes, dev.index, D.torch_raw_stream(dev), max_norm, eps,
+                                        norm_t.data_ptr(), flag_t.data_ptr()):
+            return None
+        return list(tensors), norm_t, flag_t
+    if dev.type != "cpu":
+        return None
+    norm = D.native.torch_clip_cpu(tensors, codes, max_norm, eps, D.num_threads())
+    if norm is None:
+        return None
+    return list(tensors), torch.tensor(norm, dtype=torch.float32), torch.tensor(not math.isfinite(norm))
+
+
 def _clip_torch(items, max_norm, eps):
     torch = sys.modules["torch"]
     if not items:
@@ -290,7 +323,7 @@ def _clip_torch(items, max_norm, eps):
     if dev.type == "cuda" and D.cuda_device_count() > 0:
         norm_t = torch.empty((), dtype=torch.float32, device=dev)
         flag_t = torch.empty((), dtype=torch.bool, device=dev)
-        stream = torch.cuda.current_stream(dev).cuda_stream
+        stream = D.torch_raw_stream(dev)
         D.native.cuda_clip([b[1] for b in bufs], [b[2] for b in bufs], codes, bufs[0][3], stream, max_norm, eps,
                            norm_t.data_ptr(), flag_t.data_ptr())
     elif dev.type == "cpu" and D.HAS_NATIVE_CPU:

@@ -43,6 +43,41 @@ def cuda_device_count() -> int:
     return _gpu_count
 
 
+_torch_codes = None
+
+
+def torch_dtype_codes() -> dict:
+    """{torch dtype: native dtype code}, for the native torch fast paths."""
+    global _torch_codes
+    if _torch_codes is None:
+        torch = sys.modules["torch"]
+        _torch_codes = {getattr(torch, name): code for name, code in DTYPE_CODE.items()}
+    return _torch_codes
+
+
+def torch_fast_path(t0) -> bool:
+    """True when a list starting with `t0` may take the native torch fast path (an eager torch
+    tensor, not under torch.compile); the native side still checks every item and declines
+    lists it cannot take as they are."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(t0, torch.Tensor) or not HAS_NATIVE_CPU or not hasattr(native, "torch_clip_cpu"):
+        return False
+    try:
+        return not torch.compiler.is_compiling()
+    except AttributeError:  # pragma: no cover - old torch
+        return True
+
+
+def torch_raw_stream(device) -> int:
+    """The raw handle of torch's current CUDA stream on `device` (an index or torch.device)."""
+    torch = sys.modules["torch"]
+    index = device if isinstance(device, int) else device.index
+    get = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if get is not None and index is not None:
+        return int(get(index))
+    return int(torch.cuda.current_stream(device).cuda_stream)
+
+
 def _torch_is_traced(t) -> bool:
     torch = sys.modules["torch"]
     try:
