@@ -41,6 +41,12 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     import keras
     from sklearn.datasets import load_digits
 
+    threads = os.environ.get("KERASRECIPE_BENCH_TORCH_THREADS")
+    if threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(int(threads))
+
     from keras.src.utils.python_utils import is_default
 
     import kerasrecipe as kr
@@ -62,13 +68,16 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
         def __init__(self):
             super().__init__()
             self.begin, self.end, self.in_epoch, self.hooks = [], [], [], []
+            self.cpu_begin, self.cpu_end = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
             del self.hooks[:]   # in place: the timed hooks append to this very list
             self.begin.append(time.perf_counter())
+            self.cpu_begin.append(time.thread_time())
 
         def on_epoch_end(self, epoch, logs=None):
             self.end.append(time.perf_counter())
+            self.cpu_end.append(time.thread_time())
             self.in_epoch.append(sum(self.hooks))
 
         def on_train_end(self, logs=None):
@@ -105,6 +114,8 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
             cbs += rcbs
         model.fit(x, y, validation_split=0.2, epochs=epochs, batch_size=32, callbacks=cbs, verbose=0)
         step_t = [(e - b) / steps for b, e in zip(timer.begin[1:], timer.end[1:])]
+        info.setdefault("cpu_" + kind, []).extend(
+            (e - b) / steps for b, e in zip(timer.cpu_begin[1:], timer.cpu_end[1:]))
         if kind == "recipe":
             info.setdefault("hook_frac", []).extend(
                 h / (e - b) for h, b, e in zip(timer.in_epoch[1:], timer.begin[1:], timer.end[1:]))
@@ -135,6 +146,8 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
             "plain_step_ms": med["plain"][0] * 1e3, "recipe_step_ms": med["recipe"][0] * 1e3,
             "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1],
             "probes_per_epoch": statistics.median(info.get("probes", [0])),
+            "plain_cpu_ms": statistics.median(info["cpu_plain"]) * 1e3,
+            "recipe_cpu_ms": statistics.median(info["cpu_recipe"]) * 1e3,
             "hook_pct": 100 * statistics.fmean(info.get("hook_frac", [0])),
             "async_batch_end": bool(keras.callbacks.CallbackList(kr.default(run_root=tmp))._async_train),
             "epoch_end_ms": {k: statistics.median(v) * 1e3 for k, v in epoch_cost.items() if v}}
@@ -146,6 +159,8 @@ def main():
     ap.add_argument("--budget", type=float, default=55.0, help="seconds of timed fits per backend")
     ap.add_argument("--repeats", type=int, default=0,
                     help="alternated fits per variant (0 = as many 8-epoch fits as the budget allows)")
+    ap.add_argument("--torch-threads", default="default,1",
+                    help="torch rows: 'default' (torch's own intra-op thread count) and/or numbers, comma-separated")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--note", default="", help="text added to the RESULTS.md section (e.g. the machine load)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -156,8 +171,17 @@ def main():
     from _results import machine, write_section
 
     rows = []
+    runs = []
     for b in args.backends.split(","):
+        if b == "torch":
+            runs += [(b, t) for t in args.torch_threads.split(",")]
+        else:
+            runs.append((b, "default"))
+    for b, threads in runs:
         env = dict(os.environ, KERAS_BACKEND=b, MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL="2")
+        env.pop("KERASRECIPE_BENCH_TORCH_THREADS", None)
+        if threads != "default":
+            env["KERASRECIPE_BENCH_TORCH_THREADS"] = threads
         t0 = time.time()
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--budget", str(args.budget),
                               "--repeats", str(args.repeats)],
@@ -168,11 +192,15 @@ def main():
             continue
         r = json.loads(line[-1][7:])
         r["wall_s"] = time.time() - t0
+        if threads != "default":
+            r["backend"] = f"{b} ({threads} intra-op thread{'s' if threads != '1' else ''})"
         rows.append(r)
-        print(f"{b}: plain {r['plain_step_ms']:.2f} ms/step, recipe {r['recipe_step_ms']:.2f} ms/step "
+        print(f"{r['backend']}: plain {r['plain_step_ms']:.2f} ms/step, recipe {r['recipe_step_ms']:.2f} ms/step "
               f"({100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}%), epoch "
               f"{r['plain_epoch_s']:.3f} s vs {r['recipe_epoch_s']:.3f} s "
               f"({100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}%), "
+              f"main-thread CPU {r['plain_cpu_ms']:.2f} vs {r['recipe_cpu_ms']:.2f} ms/step "
+              f"({100 * (r['recipe_cpu_ms'] / r['plain_cpu_ms'] - 1):+.1f}%), "
               f"hooks {r['hook_pct']:.1f}% of the epoch, {r['probes_per_epoch']:.2f} probes/epoch, async batch end {r['async_batch_end']}, "
               f"{r['wall_s']:.0f} s")
         top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
@@ -184,12 +212,15 @@ def main():
              "45 steps/epoch, validation_split=0.2, verbose=0, default RecipeConfig (automatic probe "
              f"interval). Medians over all epochs after the first of every fit: 8-epoch fits, plain and recipe "
              "alternated, as many pairs as the time budget allows (column 'fits'), each backend in its own process. Target: step-time overhead <= 5%.", "",
-             "| backend | plain ms/step | recipe ms/step | step overhead | plain s/epoch | recipe s/epoch "
+             "| backend | plain ms/step | recipe ms/step | step overhead | main-thread CPU ms/step, plain / recipe "
+             "| CPU overhead | plain s/epoch | recipe s/epoch "
              "| epoch overhead | recipe hooks in the epoch | probes/epoch | async batch end | fits |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['plain_step_ms']:.2f} | {r['recipe_step_ms']:.2f} | "
-                     f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | {r['plain_epoch_s']:.3f} | "
+                     f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | "
+                     f"{r['plain_cpu_ms']:.2f} / {r['recipe_cpu_ms']:.2f} | "
+                     f"{100 * (r['recipe_cpu_ms'] / r['plain_cpu_ms'] - 1):+.1f}% | {r['plain_epoch_s']:.3f} | "
                      f"{r['recipe_epoch_s']:.3f} | {100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}% | "
                      f"{r['hook_pct']:.1f}% | {r['probes_per_epoch']:.2f} | {'yes' if r['async_batch_end'] else 'no (backend)'} | {r['repeats']} x 2 |")
     lines += ["", "Once-per-epoch cost, median ms per `on_epoch_end` of the costliest recipe callbacks:", ""]
@@ -201,7 +232,11 @@ def main():
     lines += ["", "'Recipe hooks in the epoch': the time spent inside the recipe callbacks' own hooks between epoch "
               "begin and epoch end (batch and validation hooks, probes included; hooks Keras runs on its callback "
               "thread counted too), as a mean fraction of the recipe fit's epoch span: the recipe's own work "
-              "during the steps, measured directly rather than as the difference of two noisy fits.",
+              "during the steps, measured directly rather than as the difference of two noisy fits. "
+              "'Main-thread CPU': CPU time of the thread that runs `fit` (time.thread_time) from epoch begin to "
+              "epoch end, per step: the work done there, immune to waiting and to other processes; it leaves "
+              "out the backend's own worker threads (all of the step's work with 1 torch thread, little of it "
+              "on TensorFlow and JAX, whose compiled steps run on their own pools).",
               "", "Step time = epoch begin to epoch end (training steps and validation) per step; epoch time "
               "adds the once-per-epoch work (history files, checkpoint, crash backup, live diagnosis). "
               "Probes include the first step of each fit; the automatic interval keeps probes at or "

@@ -164,6 +164,22 @@ PYBIND11_MODULE(_native, m) {
         py::arg("nthreads") = 0, "In place global-norm clipping of host buffers; returns the norm before.");
 
     m.def(
+        "torch_sumsq_cpu",
+        [](py::handle tensors, py::dict codes, int nthreads) -> py::object {
+            std::vector<TensorRef> ts;
+            int device = -1;
+            if (!torch_refs(tensors, codes, ts, device) || device != -1) return py::none();
+            double s;
+            {
+                py::gil_scoped_release nogil;
+                s = kr::sumsq_many(ts, nthreads);
+            }
+            return py::float_(s);
+        },
+        py::arg("tensors"), py::arg("codes"), py::arg("nthreads") = 0,
+        "sumsq_cpu on a list of contiguous CPU torch tensors; None if any item is not one.");
+
+    m.def(
         "torch_clip_cpu",
         [](py::handle tensors, py::dict codes, double max_norm, double eps, int nthreads) -> py::object {
             std::vector<TensorRef> ts;

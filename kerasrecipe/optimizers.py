@@ -182,13 +182,35 @@ class GlobalNormClipping:
         self.last_global_norm = self.add_variable(
             shape=(), initializer="zeros", dtype="float32", aggregation="only_first_replica", name="last_global_norm"
         )
+        # torch backend, SGD family: the coefficient may scale the learning rate (see _clip_gradients)
+        self._fold_into_lr = keras.backend.backend() == "torch" and isinstance(self, keras.optimizers.SGD)
+        self._pending_coef = None
 
     def _clip_gradients(self, grads):
         from kerasrecipe import kernels
 
-        clipped, norm, _ = kernels.clip_by_global_norm(list(grads), self.max_norm, eps=self.clip_eps)
+        grads = list(grads)
+        if self._fold_into_lr:
+            # SGD on CPU torch tensors: SGD's update is linear in the gradient, so scaling its
+            # learning rate by the coefficient equals scaling the gradients, without their
+            # in-place pass over memory (half of clipping's cost on a CPU). The norm pass only;
+            # _backend_update_step applies the coefficient.
+            norm = kernels.torch_cpu_global_norm(grads)
+            if norm is not None:
+                from kerasrecipe.kernels._reference import clip_coef
+
+                self._pending_coef = clip_coef(norm, self.max_norm, self.clip_eps)
+                self.last_global_norm.assign(np.float32(norm))
+                return grads
+        clipped, norm, _ = kernels.clip_by_global_norm(grads, self.max_norm, eps=self.clip_eps)
         self.last_global_norm.assign(keras.ops.cast(norm, "float32"))
         return clipped
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        coef, self._pending_coef = self._pending_coef, None
+        if coef is not None and coef != 1.0:
+            learning_rate = learning_rate * coef
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def get_config(self):
         config = super().get_config()
@@ -264,7 +286,11 @@ def clip_global_norm(optimizer, max_norm: float, *, eps: float = 1e-6):
 
     Semantics are torch's `clip_grad_norm_`: coef = max_norm / (norm + eps) clamped to 1 (Keras's
     `global_clipnorm` has no eps: weights differ by a relative ~eps/norm when clipping); a NaN/Inf
-    norm propagates into the gradients (NaNGuard stops the run).
+    norm propagates into the gradients (NaNGuard stops the run). On the torch backend with CPU
+    tensors, SGD (momentum and Nesterov included) does not scale the gradients: its update is
+    linear in them, so the coefficient multiplies that step's learning rate instead, which is the
+    same update without a pass over the gradients' memory (weight decay, which does not use the
+    gradients, is not scaled either way).
 
     Args:
         optimizer: a Keras optimizer instance (not yet built), or a name ("adam").

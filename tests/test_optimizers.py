@@ -141,12 +141,15 @@ def _data(n=16, scale=10.0):
     return (rng.normal(size=(n, 8)) * scale).astype("float32"), rng.normal(size=(n, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("name,run_eagerly", [("sgd", False), ("adam", True)])
+@pytest.mark.parametrize("name,run_eagerly", [("sgd", False), ("sgd_nesterov", False), ("sgd_plain", False),
+                                              ("adam", True)])
 def test_clip_matches_keras_global_clipnorm(name, run_eagerly):
     from kerasrecipe.backend_ops import weight_grads
 
     x, y = _data()
     make = {"sgd": lambda **k: keras.optimizers.SGD(0.05, momentum=0.9, **k),
+            "sgd_nesterov": lambda **k: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, **k),
+            "sgd_plain": lambda **k: keras.optimizers.SGD(0.05, **k),
             "adam": lambda **k: keras.optimizers.Adam(1e-2, **k)}[name]
     ref, ours = _mlp(), _mlp()
     ours.set_weights(ref.get_weights())
@@ -162,6 +165,34 @@ def test_clip_matches_keras_global_clipnorm(name, run_eagerly):
         assert float(ops.convert_to_numpy(opt.last_global_norm)) == pytest.approx(norm, rel=1e-4)
         for a, b in zip(ref.get_weights(), ours.get_weights()):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_sgd_on_torch_cpu_folds_the_coefficient_into_the_learning_rate(backend, monkeypatch):
+    """torch + CPU + SGD: one norm pass, the gradients untouched, the step's learning rate scaled."""
+    if backend != "torch":
+        pytest.skip("the fold is for eager torch CPU tensors")
+    from kerasrecipe import kernels
+
+    passes = {"norm": 0, "clip": 0}
+    norm_fn, clip_fn = kernels.torch_cpu_global_norm, kernels.clip_by_global_norm
+    monkeypatch.setattr(kernels, "torch_cpu_global_norm",
+                        lambda t: passes.__setitem__("norm", passes["norm"] + 1) or norm_fn(t))
+    monkeypatch.setattr(kernels, "clip_by_global_norm",
+                        lambda *a, **k: passes.__setitem__("clip", passes["clip"] + 1) or clip_fn(*a, **k))
+    import torch
+
+    opt = kr.optimizers.clip_global_norm(keras.optimizers.SGD(0.5), 1.0)
+    v = keras.Variable(np.zeros(4, "float32"))
+    opt.build([v])
+    g = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    opt.apply([g], [v])
+    assert passes == {"norm": 1, "clip": 0}
+    assert g.tolist() == [3.0, 4.0, 0.0, 0.0]  # not scaled in place
+    np.testing.assert_allclose(ops.convert_to_numpy(v), [-0.3, -0.4, 0, 0], rtol=1e-6)  # 0.5 * (3, 4) / 5
+    assert float(ops.convert_to_numpy(opt.last_global_norm)) == pytest.approx(5.0)
+    assert opt._pending_coef is None  # consumed by the step
+    opt.apply([torch.tensor([0.1, 0.0, 0.0, 0.0])], [v])  # below max_norm: the plain rate
+    np.testing.assert_allclose(ops.convert_to_numpy(v), [-0.35, -0.4, 0, 0], rtol=1e-6)
 
 
 def test_clip_below_threshold_is_identity_and_counts_every_step():

@@ -174,7 +174,7 @@ __device__ __forceinline__ void visit(Acc<double>& a, double v, const StatsHeade
     }
 }
 
-// One tile [b, e) of one tensor: 16-byte vector loads (two in flight per thread) when the tile
+// One tile [b, e) of one tensor: 16-byte vector loads (four in flight per thread) when the tile
 // starts 16-byte aligned, scalar loads for the rest.
 template <class T, class M>
 __device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, const StatsHeader& h, unsigned satbits,
@@ -185,16 +185,18 @@ __device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, cons
         const uint4* xv = reinterpret_cast<const uint4*>(x + b);
         const long long nv = (e - b) / V;
         long long j = threadIdx.x;
-        for (; j + THREADS < nv; j += 2 * THREADS) {
-            const uint4 p = __ldcs(xv + j), q = __ldcs(xv + j + THREADS);
-            const T* pt = reinterpret_cast<const T*>(&p);
-            const T* qt = reinterpret_cast<const T*>(&q);
+        for (; j + 3 * THREADS < nv; j += 4 * THREADS) {  // four 16-byte loads in flight
+            uint4 p[4];
 #pragma unroll
-            for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
+            for (int r = 0; r < 4; ++r) p[r] = __ldcs(xv + j + r * THREADS);
 #pragma unroll
-            for (int k = 0; k < V; ++k) visit(a, qt[k], h, satbits, ho);
+            for (int r = 0; r < 4; ++r) {
+                const T* pt = reinterpret_cast<const T*>(&p[r]);
+#pragma unroll
+                for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
+            }
         }
-        if (j < nv) {
+        for (; j < nv; j += THREADS) {
             const uint4 p = __ldcs(xv + j);
             const T* pt = reinterpret_cast<const T*>(&p);
 #pragma unroll
@@ -378,7 +380,7 @@ void stats_many(const std::vector<TensorRef>& ts, int device, uintptr_t stream_h
     // (4 resident at a time: __launch_bounds__(THREADS, 4)), so the last wave is short
     const long long target = 16LL * sm_count(device);
     long long tile = (total + target - 1) / target;
-    tile = tile < 8192 ? 8192 : ((tile + 2047) / 2048) * 2048;
+    tile = tile < 8192 ? 8192 : ((tile + 1023) / 1024) * 1024;  // (a multiple of every vector width)
     std::vector<DevTensor> rows;
     const long long nblocks = plan_blocks(ts, tile, rows);
     if (nblocks == 0) {  // every tensor empty

@@ -64,6 +64,9 @@ Dispatch (which path a call takes; all paths give the same answers within float 
   non-contiguous ones are processed contiguously and written back).
 * Eager torch tensors on CUDA: native CUDA kernels on the current torch stream (when compiled in
   and a GPU is visible; otherwise torch operations).
+* A list of contiguous eager torch tensors of float dtypes on one device is read by the native
+  side in one call (dtype, device, pointer and size through the Python C API, ~1 us a tensor)
+  instead of per-tensor Python; any other list takes the general path, errors included.
 * Eager TF tensors and concrete JAX arrays: native C++ over a host NumPy view; clipping returns
   new tensors (these frameworks' tensors are immutable) scaled by the framework.
 * Traced tensors (inside ``tf.function``, ``jax.jit``, ``torch.compile``) and KerasTensors: the
@@ -311,6 +314,17 @@ def _clip_torch_fast(tensors, max_norm, eps):
     if norm is None:
         return None
     return list(tensors), torch.tensor(norm, dtype=torch.float32), torch.tensor(not math.isfinite(norm))
+
+
+def torch_cpu_global_norm(tensors):
+    """The global L2 norm (a float, float64 accumulation) of a list of contiguous float CPU torch
+    tensors in one native pass, nothing modified; None when the list is not that (or without the
+    native module). For `kerasrecipe.optimizers`, which folds the clipping coefficient into SGD's
+    learning rate instead of scaling the gradients."""
+    if not tensors or not D.torch_fast_path(tensors[0]) or tensors[0].device.type != "cpu":
+        return None
+    s = D.native.torch_sumsq_cpu(tensors, D.torch_dtype_codes(), D.num_threads())
+    return None if s is None else math.sqrt(s)
 
 
 def _clip_torch(items, max_norm, eps):

@@ -34,24 +34,34 @@ MAX_UNIFORM_BINS = 1 << 16
 MODE_LOG2 = 0
 MODE_UNIFORM = 1
 
+_pos = np.ldexp(1.0, np.arange(LOG2_EMIN, LOG2_EMAX + 1))
+_LOG2_EDGES = np.concatenate([-_pos[::-1], _pos])
+_LOG2_EDGES.flags.writeable = False
+del _pos
+
 
 class HistSpec:
     """Parsed `bins` argument: mode, lo, hi, n (lo/hi unused in log2 mode)."""
 
-    __slots__ = ("mode", "lo", "hi", "n")
+    __slots__ = ("mode", "lo", "hi", "n", "_edges")
 
     def __init__(self, mode, lo=0.0, hi=0.0, n=N_LOG_BINS):
         self.mode, self.lo, self.hi, self.n = mode, float(lo), float(hi), int(n)
+        self._edges = None
 
     @property
     def scale(self) -> float:
         return self.n / (self.hi - self.lo) if self.mode == MODE_UNIFORM else 0.0
 
     def edges(self) -> np.ndarray:
-        if self.mode == MODE_UNIFORM:
-            return np.linspace(self.lo, self.hi, self.n + 1)
-        pos = np.ldexp(1.0, np.arange(LOG2_EMIN, LOG2_EMAX + 1))
-        return np.concatenate([-pos[::-1], pos])
+        """The n + 1 bin edges (read-only; one array shared by every result of a call)."""
+        if self._edges is None:
+            if self.mode == MODE_UNIFORM:
+                self._edges = np.linspace(self.lo, self.hi, self.n + 1)
+                self._edges.flags.writeable = False
+            else:
+                self._edges = _LOG2_EDGES
+        return self._edges
 
     def __repr__(self):
         if self.mode == MODE_UNIFORM:
