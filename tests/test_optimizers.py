@@ -183,6 +183,8 @@ def test_clip_sgd_on_torch_cpu_folds_the_coefficient_into_the_learning_rate(back
 
     opt = kr.optimizers.clip_global_norm(keras.optimizers.SGD(0.5), 1.0)
     v = keras.Variable(np.zeros(4, "float32"))
+    if v.value.device.type != "cpu":
+        pytest.skip("the fold is for CPU tensors; on a GPU the gradients are clipped in place")
     opt.build([v])
     g = torch.tensor([3.0, 4.0, 0.0, 0.0])
     opt.apply([g], [v])
