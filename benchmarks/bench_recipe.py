@@ -126,7 +126,9 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
             info.setdefault("probes", []).append(len(log.of("layer")) / nlayers / epochs)
         return step_t, epoch_t
 
-    # size the run to the budget from one plain fit (it also warms imports and caches)
+    # size the run to the budget from a warm plain fit (the first one warms imports and caches, and
+    # is several times slower: sizing from it gave only 3 pairs whatever the budget)
+    fit("plain", 1)
     t0 = time.perf_counter()
     fit("plain", 2)
     per_epoch = (time.perf_counter() - t0) / 2
@@ -144,7 +146,7 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in res.items()}
     return {"backend": keras.backend.backend(), "epochs": epochs, "repeats": repeats, "steps": steps,
             "plain_step_ms": med["plain"][0] * 1e3, "recipe_step_ms": med["recipe"][0] * 1e3,
-            "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1],
+            "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1], "per_epoch_sizing_s": per_epoch,
             "probes_per_epoch": statistics.median(info.get("probes", [0])),
             "plain_cpu_ms": statistics.median(info["cpu_plain"]) * 1e3,
             "recipe_cpu_ms": statistics.median(info["cpu_recipe"]) * 1e3,
@@ -156,7 +158,7 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="tensorflow,torch,jax")
-    ap.add_argument("--budget", type=float, default=55.0, help="seconds of timed fits per backend")
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds of timed fits per backend")
     ap.add_argument("--repeats", type=int, default=0,
                     help="alternated fits per variant (0 = as many 8-epoch fits as the budget allows)")
     ap.add_argument("--torch-threads", default="default,1",
@@ -201,6 +203,7 @@ def main():
               f"({100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}%), "
               f"main-thread CPU {r['plain_cpu_ms']:.2f} vs {r['recipe_cpu_ms']:.2f} ms/step "
               f"({100 * (r['recipe_cpu_ms'] / r['plain_cpu_ms'] - 1):+.1f}%), "
+              f"{r['repeats']} x 2 fits of {r['epochs']} epochs (sized from {r['per_epoch_sizing_s']:.2f} s/epoch), "
               f"hooks {r['hook_pct']:.1f}% of the epoch, {r['probes_per_epoch']:.2f} probes/epoch, async batch end {r['async_batch_end']}, "
               f"{r['wall_s']:.0f} s")
         top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
