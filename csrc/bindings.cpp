@@ -98,6 +98,30 @@ static Stats alloc_stats(size_t n, int nbins) {
                  py::array_t<int64_t>({n, size_t(nbins)})};
 }
 
+#ifdef KR_WITH_CUDA
+// The CUDA entry points, shared by the raw-pointer and the torch-list bindings.
+static Stats cuda_stats_of(const std::vector<TensorRef>& ts, int device, uintptr_t stream, double saturation,
+                           const kr::HistParams& hp) {
+    Stats out = alloc_stats(ts.size(), hp.nbins);
+    double* d = std::get<0>(out).mutable_data();
+    int64_t* c = std::get<1>(out).mutable_data();
+    int64_t* h = std::get<2>(out).mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        kr::gpu::stats_many(ts, device, stream, saturation, hp, d, c, h);
+    }
+    return out;
+}
+
+static void cuda_clip_of(const std::vector<TensorRef>& ts, int device, uintptr_t stream, double max_norm,
+                         double eps, uintptr_t out_norm, uintptr_t out_flag) {
+    if (!out_norm || !out_flag) throw std::invalid_argument("null output pointer");
+    py::gil_scoped_release nogil;
+    kr::gpu::clip_many(ts, device, stream, max_norm, eps, reinterpret_cast<float*>(out_norm),
+                       reinterpret_cast<uint8_t*>(out_flag));
+}
+#endif
+
 PYBIND11_MODULE(_native, m) {
     m.doc() = "kerasrecipe native kernels: single-pass activation statistics, global-norm clipping";
 #ifdef KR_WITH_CUDA
@@ -202,17 +226,8 @@ PYBIND11_MODULE(_native, m) {
         "cuda_stats",
         [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
            int device, uintptr_t stream, double saturation, int mode, double lo, double scale, int nbins) {
-            auto ts = make_refs(ptrs, numels, codes);
-            auto hp = make_hist(mode, lo, scale, nbins);
-            Stats out = alloc_stats(ts.size(), nbins);
-            double* d = std::get<0>(out).mutable_data();
-            int64_t* c = std::get<1>(out).mutable_data();
-            int64_t* h = std::get<2>(out).mutable_data();
-            {
-                py::gil_scoped_release nogil;
-                kr::gpu::stats_many(ts, device, stream, saturation, hp, d, c, h);
-            }
-            return out;
+            return cuda_stats_of(make_refs(ptrs, numels, codes), device, stream, saturation,
+                                 make_hist(mode, lo, scale, nbins));
         },
         py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("device"), py::arg("stream"),
         py::arg("saturation"), py::arg("mode"), py::arg("lo"), py::arg("scale"), py::arg("nbins"),
@@ -221,11 +236,7 @@ PYBIND11_MODULE(_native, m) {
         "cuda_clip",
         [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels, const std::vector<int>& codes,
            int device, uintptr_t stream, double max_norm, double eps, uintptr_t out_norm, uintptr_t out_flag) {
-            auto ts = make_refs(ptrs, numels, codes);
-            if (!out_norm || !out_flag) throw std::invalid_argument("null output pointer");
-            py::gil_scoped_release nogil;
-            kr::gpu::clip_many(ts, device, stream, max_norm, eps, reinterpret_cast<float*>(out_norm),
-                               reinterpret_cast<uint8_t*>(out_flag));
+            cuda_clip_of(make_refs(ptrs, numels, codes), device, stream, max_norm, eps, out_norm, out_flag);
         },
         py::arg("ptrs"), py::arg("numels"), py::arg("codes"), py::arg("device"), py::arg("stream"),
         py::arg("max_norm"), py::arg("eps"), py::arg("out_norm"), py::arg("out_flag"),
@@ -237,10 +248,7 @@ PYBIND11_MODULE(_native, m) {
             std::vector<TensorRef> ts;
             int dev = -1;
             if (!torch_refs(tensors, codes, ts, dev) || dev != device || device < 0) return false;
-            if (!out_norm || !out_flag) throw std::invalid_argument("null output pointer");
-            py::gil_scoped_release nogil;
-            kr::gpu::clip_many(ts, device, stream, max_norm, eps, reinterpret_cast<float*>(out_norm),
-                               reinterpret_cast<uint8_t*>(out_flag));
+            cuda_clip_of(ts, device, stream, max_norm, eps, out_norm, out_flag);
             return true;
         },
         py::arg("tensors"), py::arg("codes"), py::arg("device"), py::arg("stream"), py::arg("max_norm"),
@@ -253,16 +261,7 @@ PYBIND11_MODULE(_native, m) {
             std::vector<TensorRef> ts;
             int dev = -1;
             if (!torch_refs(tensors, codes, ts, dev) || dev != device || device < 0) return py::none();
-            auto hp = make_hist(mode, lo, scale, nbins);
-            Stats out = alloc_stats(ts.size(), nbins);
-            double* d = std::get<0>(out).mutable_data();
-            int64_t* c = std::get<1>(out).mutable_data();
-            int64_t* h = std::get<2>(out).mutable_data();
-            {
-                py::gil_scoped_release nogil;
-                kr::gpu::stats_many(ts, device, stream, saturation, hp, d, c, h);
-            }
-            return py::cast(out);
+            return py::cast(cuda_stats_of(ts, device, stream, saturation, make_hist(mode, lo, scale, nbins)));
         },
         py::arg("tensors"), py::arg("codes"), py::arg("device"), py::arg("stream"), py::arg("saturation"),
         py::arg("mode"), py::arg("lo"), py::arg("scale"), py::arg("nbins"),
