@@ -95,7 +95,7 @@ ext = Pybind11Extension(
     include_dirs=["csrc"],
     cxx_std=17,
     extra_compile_args=["-O3", "-fno-math-errno"],
-    extra_link_args=["-pthread"],
+    extra_link_args=["-pthread", "-ldl"],  # dlopen: a loaded libgomp is shared (csrc/cpu/parallel.cpp)
 )
 
 setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})

@@ -132,6 +132,8 @@ PYBIND11_MODULE(_native, m) {
     m.attr("N_LOG_BINS") = kr::N_LOG_BINS;
     m.def("hardware_threads", &kr::hardware_threads, "std::thread::hardware_concurrency()");
     m.def("simd_level", &kr::simd_level, "'avx2' or 'base': which copy of the CPU loops runs");
+    m.def("cpu_thread_pool", &kr::cpu_thread_pool,
+          "'openmp' (the libgomp team torch loaded, shared) or 'std::thread': who runs the CPU kernels now");
 
     m.def(
         "stats_cpu",

@@ -321,6 +321,50 @@ def test_baseline_simd_copy_agrees():
         assert abs(a[8] - b[8]) <= 1e-12 * max(1.0, abs(b[8])) and abs(a[9] - b[9]) <= 1e-10 * b[9], key
 
 
+_POOL_CODE = (
+    "import os, sys, json, numpy as np\n"
+    "if sys.argv[1] == 'torch': import torch\n"
+    "from kerasrecipe import kernels as K\n"
+    "rng = np.random.default_rng(9)\n"
+    "xs = [(rng.standard_normal(n) * 2).astype('float32') for n in (300001, 70000, 5)]\n"
+    "xs[0][::101] = 0\n"
+    "out = {'pool': K.info()['thread_pool']}\n"
+    "s = K.activation_stats_many(xs)\n"
+    "out['stats'] = [[d[k] for k in ('zeros', 'min', 'max', 'mean', 'var')] + [d['hist'].tolist()] for d in s]\n"
+    "out['norm'] = float(K.clip_by_global_norm([x.copy() for x in xs], 1e30)[1])\n"
+    "if sys.argv[1] == 'torch':\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"  # a forked child never uses the parent's OpenMP team
+    "        ok = K.info()['thread_pool'] == 'std::thread' and float(K.clip_by_global_norm([x.copy() for x in xs], 1e30)[1]) == out['norm']\n"
+    "        os._exit(0 if ok else 3)\n"
+    "    out['child'] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+    "print(json.dumps(out))\n"
+)
+
+
+@pytest.mark.skipif(not K.info()["native_built"], reason="native module not built")
+def test_cpu_kernels_share_torch_openmp_team_with_identical_answers():
+    """With torch imported (its libgomp loaded), the CPU kernels run on OpenMP's team
+    (csrc/cpu/parallel.h); the answers are the same bits as on std::threads, KERASRECIPE_OPENMP=0
+    turns it off, and a forked child falls back to std::threads (and finishes)."""
+    pytest.importorskip("torch")
+    import json
+
+    res = {}
+    for label, mode, env_extra in (("openmp", "torch", {}), ("off", "torch", {"KERASRECIPE_OPENMP": "0"}),
+                                   ("plain", "numpy", {})):
+        env = dict(os.environ, KERASRECIPE_NUM_THREADS="", **env_extra)
+        r = subprocess.run([sys.executable, "-c", _POOL_CODE, mode], env=env, capture_output=True, text=True,
+                           timeout=180)
+        assert r.returncode == 0, r.stderr
+        res[label] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["openmp"]["pool"] == "openmp"
+    assert res["off"]["pool"] == "std::thread" and res["plain"]["pool"] == "std::thread"
+    assert res["openmp"]["child"] == 0 and res["off"]["child"] == 0
+    for key in ("stats", "norm"):
+        assert res["openmp"][key] == res["off"][key] == res["plain"][key], key
+
+
 @pytest.mark.skipif(not K.info()["native_built"], reason="native module not built")
 def test_native_rejects_bad_buffers():
     from kerasrecipe import _native

@@ -59,6 +59,7 @@ KR_DECLARE_BLOCK_KERNELS(simd_avx2)
 // ---- threaded drivers (stats.cpp, clip.cpp) ----
 int hardware_threads();
 const char* simd_level();  // "avx2" or "base"
+const char* cpu_thread_pool();  // "openmp" (a loaded libgomp, shared) or "std::thread"
 
 // dbl: n x N_DBL, cnt: n x N_CNT, hist: n x nbins (row-major, written completely).
 void stats_many(const std::vector<TensorRef>& ts, double saturation, const HistParams& hp, int nthreads,

@@ -386,18 +386,24 @@ def info() -> dict:
     """Which implementation runs, and why.
 
     Returns a dict: ``native_built``, ``cuda_compiled``, ``gpu_visible`` (a GPU the native CUDA
-    code can use), ``gpu_count``, ``threads`` (CPU threads the kernels use), ``native_error``
+    code can use), ``gpu_count``, ``threads`` (CPU threads the kernels use), ``thread_pool`` ("openmp": the
+    libgomp team torch loaded, shared with torch so its spinning workers take the kernels' chunks;
+    "std::thread": threads made per call; None without the native module), ``native_error``
     (why the native path is missing, or None) and ``paths`` (input kind -> implementation).
     """
     gpus = D.cuda_device_count()
     cpu = "native C++" if D.HAS_NATIVE_CPU else "NumPy float64 reference"
     threads = D.num_threads() or (int(D.native.hardware_threads()) if D.HAS_NATIVE_CPU else 1)
+    pool = str(D.native.cpu_thread_pool()) if D.HAS_NATIVE_CPU else None
+    if pool == "openmp" and not D.num_threads():
+        threads = int(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else threads
     return {
         "native_built": D.HAS_NATIVE_CPU,
         "cuda_compiled": D.CUDA_COMPILED,
         "gpu_visible": gpus > 0,
         "gpu_count": gpus,
         "threads": threads,
+        "thread_pool": pool,
         "native_error": D.NATIVE_ERROR,
         "paths": {
             "numpy": cpu,
