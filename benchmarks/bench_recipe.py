@@ -41,6 +41,8 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     import keras
     from sklearn.datasets import load_digits
 
+    # ablations: RecipeConfig overrides as JSON, e.g. '{"tensorboard": false}' (--overrides)
+    overrides = json.loads(os.environ.get("KERASRECIPE_BENCH_OVERRIDES") or "{}")
     threads = os.environ.get("KERASRECIPE_BENCH_TORCH_THREADS")
     if threads and keras.backend.backend() == "torch":
         import torch
@@ -102,7 +104,7 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
         timer = Timer()
         cbs = [timer]
         if kind == "recipe":
-            rcbs = kr.default(run_root=tmp)
+            rcbs = kr.default(run_root=tmp, **overrides)
             for cb in rcbs:  # once-per-epoch cost of each recipe callback
                 cb.on_epoch_end = _timed(cb.on_epoch_end, epoch_cost.setdefault(type(cb).__name__, []))
                 # and the time spent inside its hooks during the epoch (only hooks it overrides:

@@ -21,7 +21,7 @@ clips with kerasrecipe.optimizers.clip_global_norm) is the one per-step device r
 
 Probe schedule: the first step of a fit, then every `interval` steps. `interval=None` (default)
 aims at ~4 probes per epoch but lengthens the interval so the probes cost at most
-`overhead_budget` (3%) of the training time, measured as the run goes.
+`overhead_budget` (2%) of the training time, measured as the run goes.
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class HealthMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, interval: Optional[int] = None, probe_data=None, saturation: Optional[float] = None,
-                 overhead_budget: float = 0.03, context: Optional[RunContext] = None):
+                 overhead_budget: float = 0.02, context: Optional[RunContext] = None):
         super().__init__()
         self.context = context if context is not None else RunContext()
         if interval is not None and (not isinstance(interval, int) or interval <= 0):
