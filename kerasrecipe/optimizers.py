@@ -182,19 +182,21 @@ class GlobalNormClipping:
         self.last_global_norm = self.add_variable(
             shape=(), initializer="zeros", dtype="float32", aggregation="only_first_replica", name="last_global_norm"
         )
-        # torch backend, SGD family: the coefficient may scale the learning rate (see _clip_gradients)
-        self._fold_into_lr = keras.backend.backend() == "torch" and isinstance(self, keras.optimizers.SGD)
+        # torch backend, SGD and Adam/AdamW: the coefficient may go into the update instead of a
+        # pass over the gradients (see _clip_gradients)
+        self._fold = _fold_kind(type(self))
         self._pending_coef = None
 
     def _clip_gradients(self, grads):
         from kerasrecipe import kernels
 
         grads = list(grads)
-        if self._fold_into_lr:
-            # SGD on CPU torch tensors: SGD's update is linear in the gradient, so scaling its
-            # learning rate by the coefficient equals scaling the gradients, without their
-            # in-place pass over memory (half of clipping's cost on a CPU). The norm pass only;
-            # _backend_update_step applies the coefficient.
+        if self._fold is not None:
+            # CPU torch tensors, SGD or Adam: the coefficient goes into the update step instead
+            # of an in-place pass over the gradients' memory (half of clipping's cost on a CPU).
+            # SGD's update is linear in the gradient: the step's learning rate is scaled. Adam's
+            # moment updates take the coefficient in their foreach weights, (1 - beta_1) * c and
+            # (1 - beta_2) * c^2. The norm pass only; _backend_update_step applies the coefficient.
             norm = kernels.torch_cpu_global_norm(grads)
             if norm is not None:
                 from kerasrecipe.kernels._reference import clip_coef
@@ -209,7 +211,10 @@ class GlobalNormClipping:
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         coef, self._pending_coef = self._pending_coef, None
         if coef is not None and coef != 1.0:
-            learning_rate = learning_rate * coef
+            if self._fold == "lr":
+                learning_rate = learning_rate * coef
+            else:  # "adam": the torch foreach update with the coefficient folded in
+                return _adam_update_folded(self, grads, trainable_variables, learning_rate, coef)
         return super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def get_config(self):
@@ -218,6 +223,57 @@ class GlobalNormClipping:
             config.pop(k, None)
         config.update({"max_norm": self.max_norm, "clip_eps": self.clip_eps})
         return config
+
+
+def _fold_kind(cls) -> Optional[str]:
+    """How `cls` (a clipped optimizer class) takes the clipping coefficient into its update on the
+    torch backend: "lr" (SGD: scale the learning rate), "adam" (Keras's torch Adam/AdamW update,
+    exactly that method, not a subclass's own), or None (the gradients are scaled)."""
+    if keras.backend.backend() != "torch":
+        return None
+    if issubclass(cls, keras.optimizers.SGD):
+        return "lr"
+    from keras.src.backend.torch.optimizers import torch_adam
+
+    if not issubclass(cls, torch_adam.Adam):
+        return None
+    impl = next((c.__dict__["_parallel_update_step"] for c in cls.__mro__ if "_parallel_update_step" in c.__dict__),
+                None)
+    return "adam" if impl is torch_adam.Adam.__dict__["_parallel_update_step"] else None
+
+
+def _adam_update_folded(opt, grads, keras_variables, learning_rate, coef):
+    """Keras's torch Adam update (keras/src/backend/torch/optimizers/torch_adam.py, checked by
+    `_fold_kind` to be the method in use) for the gradients `coef * grads`, without scaling them:
+    m <- b1 m + (1 - b1) c g, v <- b2 v + (1 - b2) c^2 g^2. Same arithmetic as Keras's update of
+    pre-scaled gradients up to float32 rounding; tests compare it with Keras's global_clipnorm."""
+    import torch
+    from keras import ops
+
+    with torch.no_grad():
+        variables = [v.value for v in keras_variables]
+        dtype = variables[0].dtype
+        lr = ops.cast(learning_rate, dtype)
+        local_step = ops.cast(opt.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(opt.beta_1, dtype), local_step)
+        beta_2_power = ops.power(ops.cast(opt.beta_2, dtype), local_step)
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m_list = [opt._momentums[opt._get_variable_index(v)].value for v in keras_variables]
+        v_list = [opt._velocities[opt._get_variable_index(v)].value for v in keras_variables]
+        torch._foreach_mul_(m_list, opt.beta_1)
+        torch._foreach_add_(m_list, grads, alpha=(1 - opt.beta_1) * coef)
+        torch._foreach_mul_(v_list, opt.beta_2)
+        torch._foreach_add_(v_list, torch._foreach_mul(grads, grads), alpha=(1 - opt.beta_2) * coef * coef)
+        if opt.amsgrad:
+            v_hat_list = [opt._velocity_hats[opt._get_variable_index(v)].value for v in keras_variables]
+            torch._foreach_maximum_(v_hat_list, v_list)
+            v_list = v_hat_list
+        torch._foreach_add_(
+            variables,
+            torch._foreach_div(torch._foreach_mul(m_list, alpha),
+                               torch._foreach_add(torch._foreach_sqrt(v_list), opt.epsilon)),
+            alpha=-1,
+        )
 
 
 class _MultiGlobalNormClipping(GlobalNormClipping):
@@ -287,10 +343,11 @@ def clip_global_norm(optimizer, max_norm: float, *, eps: float = 1e-6):
     Semantics are torch's `clip_grad_norm_`: coef = max_norm / (norm + eps) clamped to 1 (Keras's
     `global_clipnorm` has no eps: weights differ by a relative ~eps/norm when clipping); a NaN/Inf
     norm propagates into the gradients (NaNGuard stops the run). On the torch backend with CPU
-    tensors, SGD (momentum and Nesterov included) does not scale the gradients: its update is
-    linear in them, so the coefficient multiplies that step's learning rate instead, which is the
-    same update without a pass over the gradients' memory (weight decay, which does not use the
-    gradients, is not scaled either way).
+    tensors, SGD (momentum and Nesterov included) and Adam/AdamW (amsgrad included) do not scale
+    the gradients: SGD's update is linear in them, so the coefficient multiplies that step's
+    learning rate; Adam's moments take it in their update weights ((1 - beta_1) c and
+    (1 - beta_2) c^2). Same update, without a pass over the gradients' memory (weight decay, which
+    does not use the gradients, is not scaled either way).
 
     Args:
         optimizer: a Keras optimizer instance (not yet built), or a name ("adam").

@@ -142,7 +142,7 @@ def _data(n=16, scale=10.0):
 
 
 @pytest.mark.parametrize("name,run_eagerly", [("sgd", False), ("sgd_nesterov", False), ("sgd_plain", False),
-                                              ("adam", True)])
+                                              ("adam", True), ("adamw_amsgrad", True), ("adam", False)])
 def test_clip_matches_keras_global_clipnorm(name, run_eagerly):
     from kerasrecipe.backend_ops import weight_grads
 
@@ -150,7 +150,8 @@ def test_clip_matches_keras_global_clipnorm(name, run_eagerly):
     make = {"sgd": lambda **k: keras.optimizers.SGD(0.05, momentum=0.9, **k),
             "sgd_nesterov": lambda **k: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, **k),
             "sgd_plain": lambda **k: keras.optimizers.SGD(0.05, **k),
-            "adam": lambda **k: keras.optimizers.Adam(1e-2, **k)}[name]
+            "adam": lambda **k: keras.optimizers.Adam(1e-2, **k),
+            "adamw_amsgrad": lambda **k: keras.optimizers.AdamW(1e-2, weight_decay=1e-2, amsgrad=True, **k)}[name]
     ref, ours = _mlp(), _mlp()
     ours.set_weights(ref.get_weights())
     ref.compile(make(global_clipnorm=1.0), "mse", run_eagerly=run_eagerly)
@@ -197,6 +198,61 @@ def test_clip_sgd_on_torch_cpu_folds_the_coefficient_into_the_learning_rate(back
     np.testing.assert_allclose(ops.convert_to_numpy(v), [-0.35, -0.4, 0, 0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("make", [lambda **k: keras.optimizers.Adam(0.1, **k),
+                                  lambda **k: keras.optimizers.AdamW(0.1, weight_decay=0.01, amsgrad=True, **k)],
+                         ids=["adam", "adamw_amsgrad"])
+def test_clip_adam_on_torch_cpu_folds_the_coefficient_into_the_moments(backend, monkeypatch, make):
+    """torch + CPU + Adam/AdamW: one norm pass, the gradients untouched, the same weights and
+    moments as Keras's global_clipnorm over three steps (clipping active, then not)."""
+    if backend != "torch":
+        pytest.skip("the fold is for eager torch CPU tensors")
+    import torch
+
+    from kerasrecipe import kernels
+
+    calls = {"clip": 0}
+    clip_fn = kernels.clip_by_global_norm
+    monkeypatch.setattr(kernels, "clip_by_global_norm",
+                        lambda *a, **k: calls.__setitem__("clip", calls["clip"] + 1) or clip_fn(*a, **k))
+    opt = kr.optimizers.clip_global_norm(make(), 1.0)
+    ref = make(global_clipnorm=1.0)
+    assert opt._fold == "adam"
+    v, w = keras.Variable(np.ones(5, "float32")), keras.Variable(np.ones(5, "float32"))
+    if v.value.device.type != "cpu":
+        pytest.skip("the fold is for CPU tensors; on a GPU the gradients are clipped in place")
+    opt.build([v])
+    ref.build([w])
+    for g in ([3.0, 4.0, 0.0, 1.0, -2.0], [30.0, -1.0, 2.0, 0.5, 0.0], [0.1, 0.0, 0.2, 0.0, -0.1]):
+        mine = torch.tensor(g)
+        opt.apply([mine], [v])
+        ref.apply([torch.tensor(g)], [w])
+        assert mine.tolist() == pytest.approx(g)  # not scaled in place
+        np.testing.assert_allclose(ops.convert_to_numpy(v), ops.convert_to_numpy(w), rtol=1e-6, atol=1e-7)
+        mine_vars = [x for x in opt.variables if x.path.split("/")[-1] != "last_global_norm"]
+        assert [x.path.split("/")[-1].split("_")[-1] for x in mine_vars] == [
+            x.path.split("/")[-1].split("_")[-1] for x in ref.variables]
+        for a, b in zip(mine_vars, ref.variables):  # iterations, learning rate, moments (and v_hat)
+            np.testing.assert_allclose(ops.convert_to_numpy(a), ops.convert_to_numpy(b), rtol=1e-5, atol=1e-9)
+    assert calls["clip"] == 0 and opt._pending_coef is None
+
+
+def test_clip_fold_only_for_keras_own_adam_update(backend):
+    """A subclass with its own update step is not folded (its gradients are scaled)."""
+    if backend != "torch":
+        pytest.skip("torch backend only")
+    from keras.src.backend.torch.optimizers.torch_adam import Adam as TorchAdam
+
+    from kerasrecipe.optimizers import _fold_kind, clipped_class
+
+    class MyAdam(TorchAdam):
+        def _parallel_update_step(self, grads, variables, learning_rate):
+            return super()._parallel_update_step(grads, variables, learning_rate)
+
+    assert _fold_kind(clipped_class(MyAdam)) is None
+    assert _fold_kind(clipped_class(TorchAdam)) == "adam"
+    assert _fold_kind(clipped_class(type(keras.optimizers.Nadam()))) is None
+
+
 def test_clip_below_threshold_is_identity_and_counts_every_step():
     x, y = _data(scale=0.01)
     ref, ours = _mlp(), _mlp()
@@ -218,16 +274,21 @@ def test_clip_keeps_torch_foreach_path(backend, monkeypatch):
     from keras.src.backend.torch.optimizers import torch_adam, torch_sgd
     from keras.src.backend.torch.optimizers.torch_parallel_optimizer import TorchParallelOptimizer
 
+    from kerasrecipe import optimizers as kro
+
     for base, torch_cls in ((keras.optimizers.Adam, torch_adam.Adam), (keras.optimizers.SGD, torch_sgd.SGD)):
         opt = kr.optimizers.clip_global_norm(base(1e-3), 1.0)
         assert isinstance(opt, torch_cls) and isinstance(opt, TorchParallelOptimizer)
         calls = []
         orig = torch_cls._parallel_update_step
         monkeypatch.setattr(torch_cls, "_parallel_update_step", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+        # on CPU tensors Adam's clipped steps run Keras's foreach update with the coefficient folded in
+        folded = kro._adam_update_folded
+        monkeypatch.setattr(kro, "_adam_update_folded", lambda *a: calls.append(2) or folded(*a))
         model = _mlp()
         model.compile(opt, "mse")
         model.fit(*_data(), batch_size=8, epochs=1, verbose=0)
-        assert len(calls) == 2  # every step went through the torch._foreach update
+        assert len(calls) == 2  # every step went through a torch._foreach update
 
 
 def test_clip_save_load_round_trip(tmp_path):
