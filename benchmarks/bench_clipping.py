@@ -133,8 +133,9 @@ def main(argv=None):
         f"Reference on the same tensors: torch `clip_grad_norm_` {torch_t * 1e3:.1f} ms; "
         f"`kerasrecipe.kernels.clip_by_global_norm` alone {kern_t * 1e3:.1f} ms (repeated on the same tensors, which are "
         "within max_norm after the first call: the norm pass only, as the scaling pass is skipped when the "
-        "coefficient is 1; inside `apply` every call gets fresh gradients: Adam pays both passes; SGD on CPU "
-        "tensors only the norm pass, its coefficient scaling the step's learning rate).",
+        "coefficient is 1; inside `apply` every call gets fresh gradients, and SGD and Adam on CPU tensors pay the "
+        "norm pass only: the coefficient goes into the update (SGD's learning rate, Adam's moment weights) instead "
+        "of a pass scaling the gradients).",
         "Target (issue 9): ours adds >= 10x less time than Keras's `global_clipnorm`.",
         f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: "
         "differences of medians are noisy when this is high).",
