@@ -140,14 +140,19 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     else:
         epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
     res = {"plain": ([], []), "recipe": ([], [])}
+    pairs = []  # (plain, recipe) median step time of each fit of a pair
     for r in range(repeats):
+        pair = {}
         for kind in (("plain", "recipe") if r % 2 == 0 else ("recipe", "plain")):
             s, e = fit(kind, epochs)
             res[kind][0].extend(s)
             res[kind][1].extend(e)
+            pair[kind] = statistics.median(s)
+        pairs.append((pair["plain"], pair["recipe"]))
     med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in res.items()}
     return {"backend": keras.backend.backend(), "epochs": epochs, "repeats": repeats, "steps": steps,
             "plain_step_ms": med["plain"][0] * 1e3, "recipe_step_ms": med["recipe"][0] * 1e3,
+            "pairs_ms": [(a * 1e3, b * 1e3) for a, b in pairs], "interval_pct": pair_interval(pairs),
             "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1], "per_epoch_sizing_s": per_epoch,
             "probes_per_epoch": statistics.median(info.get("probes", [0])),
             "plain_cpu_ms": statistics.median(info["cpu_plain"]) * 1e3,
@@ -155,6 +160,33 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
             "hook_pct": 100 * statistics.fmean(info.get("hook_frac", [0])),
             "async_batch_end": bool(keras.callbacks.CallbackList(kr.default(run_root=tmp))._async_train),
             "epoch_end_ms": {k: statistics.median(v) * 1e3 for k, v in epoch_cost.items() if v}}
+
+
+def pair_interval(pairs, n_boot=4000, seed=0):
+    """95% interval of the step overhead (%, ratio of medians of per-fit step times), by resampling
+    the alternated (plain, recipe) pairs of fits: what the run can and cannot tell apart when the
+    fits themselves vary (on 2 vCPUs, two-thread torch fits of one configuration differ by 20-40%)."""
+    import random
+
+    if len(pairs) < 3:
+        return None
+    rng = random.Random(seed)
+    vals = []
+    for _ in range(n_boot):
+        sample = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        vals.append(100 * (statistics.median(b for _, b in sample) / statistics.median(a for a, _ in sample) - 1))
+    vals.sort()
+    return vals[int(0.025 * n_boot)], vals[int(0.975 * n_boot) - 1]
+
+
+def _interval_text(r):
+    iv = r.get("interval_pct")
+    return f"{iv[0]:+.1f}% .. {iv[1]:+.1f}%" if iv else "n/a"
+
+
+def _spread_text(r, kind):
+    vals = [p[0 if kind == "plain" else 1] for p in r.get("pairs_ms", [])]
+    return f"{min(vals):.1f}-{max(vals):.1f}" if vals else "n/a"
 
 
 def main():
@@ -208,6 +240,8 @@ def main():
               f"{r['repeats']} x 2 fits of {r['epochs']} epochs (sized from {r['per_epoch_sizing_s']:.2f} s/epoch), "
               f"hooks {r['hook_pct']:.1f}% of the epoch, {r['probes_per_epoch']:.2f} probes/epoch, async batch end {r['async_batch_end']}, "
               f"{r['wall_s']:.0f} s")
+        print(f"   95% interval of the step overhead (pairs bootstrap): {_interval_text(r)}; per-fit ms/step "
+              f"plain {_spread_text(r, 'plain')}, recipe {_spread_text(r, 'recipe')}")
         top = sorted(r["epoch_end_ms"].items(), key=lambda kv: -kv[1])[:4]
         print("   on_epoch_end ms (median): " + ", ".join(f"{k} {v:.1f}" for k, v in top))
     if not rows or args.no_write:
@@ -217,13 +251,15 @@ def main():
              "45 steps/epoch, validation_split=0.2, verbose=0, default RecipeConfig (automatic probe "
              f"interval). Medians over all epochs after the first of every fit: 8-epoch fits, plain and recipe "
              "alternated, as many pairs as the time budget allows (column 'fits'), each backend in its own process. Target: step-time overhead <= 5%.", "",
-             "| backend | plain ms/step | recipe ms/step | step overhead | main-thread CPU ms/step, plain / recipe "
+             "| backend | plain ms/step | recipe ms/step | step overhead | 95% interval | per-fit ms/step, plain / recipe "
+             "| main-thread CPU ms/step, plain / recipe "
              "| CPU overhead | plain s/epoch | recipe s/epoch "
              "| epoch overhead | recipe hooks in the epoch | probes/epoch | async batch end | fits |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['plain_step_ms']:.2f} | {r['recipe_step_ms']:.2f} | "
-                     f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | "
+                     f"{100 * (r['recipe_step_ms'] / r['plain_step_ms'] - 1):+.1f}% | {_interval_text(r)} | "
+                     f"{_spread_text(r, 'plain')} / {_spread_text(r, 'recipe')} | "
                      f"{r['plain_cpu_ms']:.2f} / {r['recipe_cpu_ms']:.2f} | "
                      f"{100 * (r['recipe_cpu_ms'] / r['plain_cpu_ms'] - 1):+.1f}% | {r['plain_epoch_s']:.3f} | "
                      f"{r['recipe_epoch_s']:.3f} | {100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}% | "
@@ -245,7 +281,9 @@ def main():
               "", "Step time = epoch begin to epoch end (training steps and validation) per step; epoch time "
               "adds the once-per-epoch work (history files, checkpoint, crash backup, live diagnosis). "
               "Probes include the first step of each fit; the automatic interval keeps probes at or "
-              "below 3% of step time as measured during the run. 'async batch end': Keras keeps "
+              "below 2% of step time as measured during the run. '95% interval': the step overhead "
+              "recomputed over pairs of fits resampled with replacement (bootstrap): where it spans the "
+              "target, the run cannot tell; 'per-fit': the range of the fits' median step times. 'async batch end': Keras keeps "
               "dispatching batch-end callbacks on its thread with the recipe's callbacks (it never does "
               "on TensorFlow, whose backend is not marked thread-safe, with or without the recipe)."]
     write_section("recipe", "\n".join(lines))
