@@ -209,16 +209,15 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
         model.fit(callbacks=cbs + [rec1, Crash(epoch=2, batch=3)], **fit)
     assert rec1.begins == [1, 2]
     backup = os.path.join(run_dir, "backup")
-    saved = keras.models.clone_model(model)
-    saved.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    saved.optimizer.build(saved.trainable_variables)
-    saved.load_weights(os.path.join(backup, "latest.weights.h5"))
+    with np.load(os.path.join(backup, "latest.npz")) as z:  # the model's weights, then the optimizer's variables
+        saved = [z[f"arr_{i}"] for i in range(len(z.files))]
+    assert len(saved) == len(model.weights) + len(model.optimizer.variables)
     # a new process would build new callbacks on the same run directory: that resumes too
     rec2 = Record()
     cbs2 = kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False)
     model.fit(callbacks=cbs2 + [rec2], **fit)
     assert rec2.begins == [2, 3]  # resumed at the epoch after the last backup
-    for a, b in zip(rec2.weights_at_begin, saved.get_weights()):
+    for a, b in zip(rec2.weights_at_begin, saved[:len(model.weights)]):
         np.testing.assert_allclose(a, b)
     log = kr.RunLog.load(run_dir)
     assert [r["epoch"] for r in log.of("epoch")] == [0, 1, 2, 3]  # nothing lost, nothing twice
@@ -229,6 +228,21 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
     assert not os.path.exists(backup) and find_run_dir(cbs2) == run_dir  # a given run_dir is never renamed
     es = next(cb for cb in cbs2 if isinstance(cb, keras.callbacks.EarlyStopping))
     assert es.best == pytest.approx(min(log.epoch_series("val_loss")))  # early stopping's state came back
+
+
+def test_backup_of_another_model_is_refused_clearly(tmp_path, small):
+    x, y = small
+    run_dir = str(tmp_path / "run")
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    cbs = kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=cbs + [Crash(epoch=1, batch=2)])
+    other = mlp(hidden=(32, 16))
+    other.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        other.fit(x, y, epochs=3, batch_size=32, verbose=0,
+                  callbacks=kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False))
 
 
 def test_pydataset_and_subclassed_model(tmp_path, small):
