@@ -8,7 +8,7 @@ import warnings
 import keras
 
 from kerasrecipe.errors import ConfigError
-from kerasrecipe.optimizers import get_learning_rate, get_learning_rates, refresh_train_function, scale_learning_rate
+from kerasrecipe.optimizers import get_learning_rate, get_learning_rates, scale_learning_rate
 
 
 class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
@@ -94,8 +94,9 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         if self.wait < self.patience:
             return
         old = logs["learning_rate"]
-        if scale_learning_rate(self.model.optimizer, self.factor, min_lr=self.min_lr):
-            refresh_train_function(self.model)
+        # the traced train step is rebuilt only when the change needs it (a schedule's multiplier):
+        # a learning-rate variable is just assigned (a rebuild recompiles the step on TF and JAX)
+        if scale_learning_rate(self.model.optimizer, self.factor, min_lr=self.min_lr, model=self.model):
             new = get_learning_rate(self.model.optimizer)
             self._log_lr(logs)
             self.reductions.append((int(epoch), old, new))
