@@ -129,14 +129,18 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
         return step_t, epoch_t
 
     # size the run to the budget from a warm plain fit (the first one warms imports and caches, and
-    # is several times slower: sizing from it gave only 3 pairs whatever the budget)
+    # is several times slower: sizing from it gave only 3 pairs whatever the budget). A fit costs a
+    # fixed part (TensorFlow and JAX trace and compile every fresh model: about a second here) plus
+    # its epochs: both are measured, so the slow first epoch is not taken for every epoch's cost.
     fit("plain", 1)
     t0 = time.perf_counter()
-    fit("plain", 2)
-    per_epoch = (time.perf_counter() - t0) / 2
+    _, sizing_epochs = fit("plain", 3)
+    total = time.perf_counter() - t0
+    per_epoch = statistics.median(sizing_epochs) if sizing_epochs else total / 3
+    fixed = max(0.0, total - 3 * per_epoch)
     if repeats <= 0:   # auto: 8-epoch fits, as many alternated pairs as the budget allows (3..16)
         epochs = 8
-        repeats = int(max(3, min(16, budget_s / (2 * epochs * per_epoch * 1.3))))
+        repeats = int(max(3, min(16, budget_s / (2 * (fixed + epochs * per_epoch) * 1.3))))
     else:
         epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
     res = {"plain": ([], []), "recipe": ([], [])}
@@ -153,7 +157,7 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     return {"backend": keras.backend.backend(), "epochs": epochs, "repeats": repeats, "steps": steps,
             "plain_step_ms": med["plain"][0] * 1e3, "recipe_step_ms": med["recipe"][0] * 1e3,
             "pairs_ms": [(a * 1e3, b * 1e3) for a, b in pairs], "interval_pct": pair_interval(pairs),
-            "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1], "per_epoch_sizing_s": per_epoch,
+            "plain_epoch_s": med["plain"][1], "recipe_epoch_s": med["recipe"][1], "per_epoch_sizing_s": per_epoch, "per_fit_fixed_s": fixed,
             "probes_per_epoch": statistics.median(info.get("probes", [0])),
             "plain_cpu_ms": statistics.median(info["cpu_plain"]) * 1e3,
             "recipe_cpu_ms": statistics.median(info["cpu_recipe"]) * 1e3,
@@ -237,7 +241,7 @@ def main():
               f"({100 * (r['recipe_epoch_s'] / r['plain_epoch_s'] - 1):+.1f}%), "
               f"main-thread CPU {r['plain_cpu_ms']:.2f} vs {r['recipe_cpu_ms']:.2f} ms/step "
               f"({100 * (r['recipe_cpu_ms'] / r['plain_cpu_ms'] - 1):+.1f}%), "
-              f"{r['repeats']} x 2 fits of {r['epochs']} epochs (sized from {r['per_epoch_sizing_s']:.2f} s/epoch), "
+              f"{r['repeats']} x 2 fits of {r['epochs']} epochs (sized from {r['per_epoch_sizing_s']:.2f} s/epoch + {r.get('per_fit_fixed_s', 0):.2f} s a fit), "
               f"hooks {r['hook_pct']:.1f}% of the epoch, {r['probes_per_epoch']:.2f} probes/epoch, async batch end {r['async_batch_end']}, "
               f"{r['wall_s']:.0f} s")
         print(f"   95% interval of the step overhead (pairs bootstrap): {_interval_text(r)}; per-fit ms/step "
