@@ -20,6 +20,7 @@ backup.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import numpy as np
 
 from kerasrecipe.callbacks._context import RunContext, is_finite_number, monitor_mode
 from kerasrecipe.errors import ConfigError
-from kerasrecipe.io import atomic_write_json
+from kerasrecipe.io import atomic_write_bytes, atomic_write_json
 
 
 def save_weights_atomic(model, path: str) -> None:
@@ -187,6 +188,18 @@ def _callback_state(cb) -> dict:
     return st
 
 
+def _save_arrays(path: str, arrays) -> None:
+    """A list of arrays as one .npz, written atomically (kerasrecipe.io)."""
+    buf = io.BytesIO()
+    np.savez(buf, *[np.asarray(a) for a in arrays])
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_arrays(path: str) -> list:
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
 class RecipeBackup(keras.callbacks.Callback):
     """Crash recovery: back up at every epoch end, resume on the next fit (see module docstring).
 
@@ -252,8 +265,7 @@ class RecipeBackup(keras.callbacks.Callback):
                 setattr(cb, k, v)
             bw = os.path.join(self.directory, f"best_weights_{i}.npz")
             if hasattr(cb, "best_weights") and os.path.exists(bw):
-                with np.load(bw) as z:
-                    cb.best_weights = [z[f"arr_{j}"] for j in range(len(z.files))]
+                cb.best_weights = _load_arrays(bw)
         self.model._initial_epoch = int(meta["next_epoch"])
         self.resumed_from = int(meta["next_epoch"])
         ctx = self.context
@@ -264,8 +276,7 @@ class RecipeBackup(keras.callbacks.Callback):
 
     def _restore_arrays(self, path):
         variables = self._state_variables()
-        with np.load(path) as z:
-            values = [z[f"arr_{i}"] for i in range(len(z.files))]
+        values = _load_arrays(path)
         if len(values) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(values, variables)):
             raise ConfigError(
                 f"the crash backup in {self.directory} does not fit this model and optimizer ({len(values)} saved "
@@ -277,22 +288,14 @@ class RecipeBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         d = self.directory
         os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}.npz")
-        try:
-            np.savez(tmp, *[np.asarray(keras.ops.convert_to_numpy(v.value)) for v in self._state_variables()])
-            os.replace(tmp, os.path.join(d, "latest.npz"))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _save_arrays(os.path.join(d, "latest.npz"),
+                     [keras.ops.convert_to_numpy(v.value) for v in self._state_variables()])
         states = {}
         for i, cb in enumerate(self.stateful):
             states[str(i)] = _callback_state(cb)
             bw = getattr(cb, "best_weights", None)
             if bw is not None and self._best_saved.get(i) != getattr(cb, "best_epoch", None):
-                tmp = os.path.join(d, f".tmp-best_weights_{i}.npz")
-                np.savez(tmp, *bw)
-                os.replace(tmp, os.path.join(d, f"best_weights_{i}.npz"))
+                _save_arrays(os.path.join(d, f"best_weights_{i}.npz"), bw)
                 self._best_saved[i] = getattr(cb, "best_epoch", None)
         ctx = self.context
         atomic_write_json(os.path.join(d, "state.json"),
