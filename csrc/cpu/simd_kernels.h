@@ -249,31 +249,48 @@ inline void stats_f64_impl(const double* x, int64_t n, double sat, HistSink& hs,
 }
 
 // ---------------------------------------------------------------- sum of squares / scale
+// Sums of squares read the block as STREAMS interleaved sub-ranges, one accumulator pair each:
+// one core keeps more cache-line fills in flight over several sequential streams than over one,
+// which is what bounds this memory-bound pass (ResNet-50's 94 MB of float32 gradients: 5.7 ms
+// with one stream, 4.1-4.6 ms with four, on this project's 2-vCPU EPYC). Each float is widened
+// before squaring (no float overflow for |x| > 1.8e19); the order of the additions is fixed by
+// the block, so results do not depend on threads.
+constexpr int STREAMS = 4;
+
 inline double sumsq_f32_impl(const float* x, int64_t n) {
-    d4 a = {}, b = {}, c = {}, d = {};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const f8 v = loadu<f8>(x + i), w = loadu<f8>(x + i + 8);
-        const d4 v0 = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), d4);
-        const d4 v1 = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), d4);
-        const d4 w0 = __builtin_convertvector(__builtin_shufflevector(w, w, 0, 1, 2, 3), d4);
-        const d4 w1 = __builtin_convertvector(__builtin_shufflevector(w, w, 4, 5, 6, 7), d4);
-        a += v0 * v0; b += v1 * v1; c += w0 * w0; d += w1 * w1;
+    const int64_t q = (n / STREAMS) & ~int64_t(7);
+    d4 a[STREAMS] = {}, b[STREAMS] = {};
+    for (int64_t i = 0; i < q; i += 8) {
+#pragma GCC unroll 4
+        for (int k = 0; k < STREAMS; ++k) {
+            const float* p = x + k * q + i;
+            const d4 v = __builtin_convertvector(loadu<f4>(p), d4);
+            const d4 w = __builtin_convertvector(loadu<f4>(p + 4), d4);
+            a[k] += v * v;
+            b[k] += w * w;
+        }
     }
-    double s = hsum(a) + hsum(b) + hsum(c) + hsum(d);
-    for (; i < n; ++i) s += double(x[i]) * double(x[i]);
+    double s = 0.0;
+    for (int k = 0; k < STREAMS; ++k) s += hsum(a[k]) + hsum(b[k]);
+    for (int64_t i = STREAMS * q; i < n; ++i) s += double(x[i]) * double(x[i]);
     return s;
 }
 
 inline double sumsq_f64_impl(const double* x, int64_t n) {
-    d4 a = {}, b = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const d4 v = loadu<d4>(x + i), w = loadu<d4>(x + i + 4);
-        a += v * v; b += w * w;
+    const int64_t q = (n / STREAMS) & ~int64_t(7);
+    d4 a[STREAMS] = {}, b[STREAMS] = {};
+    for (int64_t i = 0; i < q; i += 8) {
+#pragma GCC unroll 4
+        for (int k = 0; k < STREAMS; ++k) {
+            const double* p = x + k * q + i;
+            const d4 v = loadu<d4>(p), w = loadu<d4>(p + 4);
+            a[k] += v * v;
+            b[k] += w * w;
+        }
     }
-    double s = hsum(a) + hsum(b);
-    for (; i < n; ++i) s += x[i] * x[i];
+    double s = 0.0;
+    for (int k = 0; k < STREAMS; ++k) s += hsum(a[k]) + hsum(b[k]);
+    for (int64_t i = STREAMS * q; i < n; ++i) s += x[i] * x[i];
     return s;
 }
 
