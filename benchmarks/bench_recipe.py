@@ -4,8 +4,12 @@ A small CNN on the bundled digits (8x8x1, 1437 training / 360 validation samples
 45 steps per epoch) is trained with `callbacks=[]` and with `callbacks=kerasrecipe.default()`
 (default config: health probes at the automatic interval, NaN guard, checkpoints, crash backup,
 early stopping, LR halving, TensorBoard when installed, live diagnosis), order alternated, in one
-process per backend (each backend runs in its own subprocess). Fresh model per fit; the first
-epoch of every fit (tracing/compilation, one-time set-up) is left out.
+process per backend (each backend runs in its own subprocess). Every fit trains the same model,
+built and compiled once per process: plain and recipe fits then run the very same compiled train
+step, so what differs between them is the callbacks alone, and without a trace/compile per fit
+five times as many pairs of fits fit in the time budget (fresh models added their own spread:
+per-fit medians of one configuration differed by up to 20%). The first epoch of every fit (the
+recipe's one-time set-up, a retrace where a callback needs one) is left out.
 
 Two figures per backend, both medians over all measured epochs:
 - step time: epoch begin -> epoch end (training steps + validation), per training step; this is
@@ -99,8 +103,9 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
     steps = int(np.ceil(len(x) * 0.8 / 32))
     info = {}
 
+    model = build()
+
     def fit(kind, epochs):
-        model = build()
         timer = Timer()
         cbs = [timer]
         if kind == "recipe":
@@ -128,19 +133,18 @@ def worker(budget_s: float, repeats: int = 0) -> dict:
             info.setdefault("probes", []).append(len(log.of("layer")) / nlayers / epochs)
         return step_t, epoch_t
 
-    # size the run to the budget from a warm plain fit (the first one warms imports and caches, and
-    # is several times slower: sizing from it gave only 3 pairs whatever the budget). A fit costs a
-    # fixed part (TensorFlow and JAX trace and compile every fresh model: about a second here) plus
-    # its epochs: both are measured, so the slow first epoch is not taken for every epoch's cost.
+    # size the run to the budget from a warm plain fit (the first one traces and compiles the train
+    # step and warms caches, and is several times slower). A fit costs a fixed part (callback and
+    # data set-up, the first epoch) plus its epochs: both are measured.
     fit("plain", 1)
     t0 = time.perf_counter()
     _, sizing_epochs = fit("plain", 3)
     total = time.perf_counter() - t0
     per_epoch = statistics.median(sizing_epochs) if sizing_epochs else total / 3
     fixed = max(0.0, total - 3 * per_epoch)
-    if repeats <= 0:   # auto: 8-epoch fits, as many alternated pairs as the budget allows (3..16)
+    if repeats <= 0:   # auto: 8-epoch fits, as many alternated pairs as the budget allows (3..30)
         epochs = 8
-        repeats = int(max(3, min(16, budget_s / (2 * (fixed + epochs * per_epoch) * 1.3))))
+        repeats = int(max(3, min(30, budget_s / (2 * (fixed + epochs * per_epoch) * 1.3))))
     else:
         epochs = int(max(3, min(8, budget_s / (2 * repeats * per_epoch * 1.3))))
     res = {"plain": ([], []), "recipe": ([], [])}

@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "cpu/kernels.h"
+#include "cpu/parallel.h"
 #ifdef KR_WITH_CUDA
 #include "cuda/api.h"
 #endif
@@ -132,6 +133,9 @@ PYBIND11_MODULE(_native, m) {
     m.attr("N_LOG_BINS") = kr::N_LOG_BINS;
     m.def("hardware_threads", &kr::hardware_threads, "std::thread::hardware_concurrency()");
     m.def("simd_level", &kr::simd_level, "'avx2' or 'base': which copy of the CPU loops runs");
+    m.def("default_threads", &kr::default_threads,
+          "threads a CPU kernel call uses when none are asked for: OpenMP's team size where torch's libgomp "
+          "is shared (follows torch.set_num_threads), else every core");
     m.def("cpu_thread_pool", &kr::cpu_thread_pool,
           "'openmp' (the libgomp team torch loaded, shared) or 'std::thread': who runs the CPU kernels now");
 

@@ -1,8 +1,8 @@
 """The one place that computes gradients outside `fit`, per backend (tf.GradientTape,
-torch.autograd, jax.grad). Probes (health monitor, preflight, lr tools) use these two functions:
+torch.autograd, jax.grad). Probes (health monitor, preflight, lr tools) use:
 
     loss, grads = weight_grads(model, x, y, loss_fn)         # grads: list, like model.trainable_variables
-    gx = input_grad(model, x, lambda out: scalar_of(out))   # d scalar / d x, same shape as x
+    fn = weight_grads_fn(model, loss_fn)                      # the same, traced once, for repeated probes
 
 Both run the model in inference mode by default (training=False), return NumPy arrays, and leave
 the model's variables untouched.
@@ -70,41 +70,6 @@ def weight_grads(model, x, y, loss_fn=None, *, training=False, variables=None):
         loss, g_all = jax.value_and_grad(f)([v.value for v in trainable])
         grads = [to_numpy(g_all[ids[id(v)]]) if id(v) in ids else np.zeros(v.shape, v.dtype) for v in variables]
         return float(loss), grads
-    raise NotImplementedError(f"backend {b!r} is not supported")
-
-
-def input_grad(model, x, scalar_fn, *, training=False):
-    """Gradient of `scalar_fn(model(x))` w.r.t. the input array `x` (float), as np.ndarray."""
-    x = np.asarray(x, dtype="float32")
-    b = backend()
-    if b == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            s = scalar_fn(model(xt, training=training))
-        return to_numpy(tape.gradient(s, xt))
-    if b == "torch":
-        import torch
-
-        from keras.src.backend.torch.core import get_device
-
-        xt = torch.tensor(x, device=get_device(), requires_grad=True)
-        s = scalar_fn(model(xt, training=training))
-        (g,) = torch.autograd.grad(s, xt)
-        return g.detach().cpu().numpy()
-    if b == "jax":
-        import jax
-
-        tv = [v.value for v in model.trainable_variables]
-        ntv = [v.value for v in model.non_trainable_variables]
-
-        def f(xx):
-            out, _ = model.stateless_call(tv, ntv, xx, training=training)
-            return scalar_fn(out)
-
-        return to_numpy(jax.grad(f)(jax.numpy.asarray(x)))
     raise NotImplementedError(f"backend {b!r} is not supported")
 
 

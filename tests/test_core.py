@@ -121,14 +121,3 @@ def test_weight_grads_match_finite_differences():
     v.assign(w0.astype("float32"))
     assert grads[0][0, 0] == pytest.approx((lp - lm) / (2 * h), rel=2e-2, abs=1e-4)
     assert loss == pytest.approx(float(np.mean((keras.ops.convert_to_numpy(m(x)) - y) ** 2)), rel=1e-5)
-
-
-def test_input_grad_is_per_sample_for_independent_model():
-    import keras
-    from kerasrecipe.backend_ops import input_grad
-
-    m = _tiny_model()
-    x = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
-    g = input_grad(m, x, lambda out: keras.ops.sum(out[1]))
-    assert g.shape == x.shape
-    assert np.all(g[[0, 2, 3]] == 0) and np.any(g[1] != 0)

@@ -338,6 +338,8 @@ _POOL_CODE = (
     "        ok = K.info()['thread_pool'] == 'std::thread' and float(K.clip_by_global_norm([x.copy() for x in xs], 1e30)[1]) == out['norm']\n"
     "        os._exit(0 if ok else 3)\n"
     "    out['child'] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+    "    torch.set_num_threads(1)\n"  # info() reports the team size the native side will use
+    "    out['threads1'] = K.info()['threads']\n"
     "print(json.dumps(out))\n"
 )
 
@@ -361,6 +363,8 @@ def test_cpu_kernels_share_torch_openmp_team_with_identical_answers():
     assert res["openmp"]["pool"] == "openmp"
     assert res["off"]["pool"] == "std::thread" and res["plain"]["pool"] == "std::thread"
     assert res["openmp"]["child"] == 0 and res["off"]["child"] == 0
+    assert res["openmp"]["threads1"] == 1  # follows torch.set_num_threads (OpenMP's team size)
+    assert res["off"]["threads1"] == os.cpu_count()  # std::threads: every core
     for key in ("stats", "norm"):
         assert res["openmp"][key] == res["off"][key] == res["plain"][key], key
 

@@ -393,10 +393,8 @@ def info() -> dict:
     """
     gpus = D.cuda_device_count()
     cpu = "native C++" if D.HAS_NATIVE_CPU else "NumPy float64 reference"
-    threads = D.num_threads() or (int(D.native.hardware_threads()) if D.HAS_NATIVE_CPU else 1)
+    threads = D.num_threads() or (int(D.native.default_threads()) if D.HAS_NATIVE_CPU else 1)
     pool = str(D.native.cpu_thread_pool()) if D.HAS_NATIVE_CPU else None
-    if pool == "openmp" and not D.num_threads():
-        threads = int(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else threads
     return {
         "native_built": D.HAS_NATIVE_CPU,
         "cuda_compiled": D.CUDA_COMPILED,
