@@ -61,7 +61,11 @@ def main(argv=None):
     dev_grads = [torch.as_tensor(g, device=get_device()) for g in grads_np]
 
     def fresh_grads():
-        return [g.clone() for g in dev_grads]
+        # written last tensor first, as a backward pass writes them (the output layer's gradients
+        # first, the input layer's last): the cache then holds what backward leaves in it
+        out = [g.clone() for g in reversed(dev_grads)]
+        out.reverse()
+        return out
 
     def interleaved(makers):
         """Per-call times of `apply` for each variant, the variants taking turns call by call (in a
@@ -120,7 +124,8 @@ def main(argv=None):
         f"ResNet-50 (weights=None) gradient-shaped Gaussian tensors: {len(grads_np)} tensors, {n_params / 1e6:.1f} M values, "
         f"global norm {norm:.3g}, max_norm {args.max_norm:g}. Medians of {args.repeats} calls of "
         "`optimizer.apply` per variant, the variants taking turns call by call; each call gets freshly cloned "
-        "gradients (cloned outside the timing); *added* = median over rounds of the difference to no clipping.",
+        "gradients (cloned outside the timing, last tensor first as a backward pass writes them); *added* = median "
+        "over rounds of the difference to no clipping.",
         "",
         "| optimizer | apply, no clipping | + Keras `global_clipnorm` | + ours (`clip_global_norm`) | Keras added / ours added |",
         "|---|---|---|---|---|",
