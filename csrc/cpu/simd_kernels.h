@@ -257,15 +257,18 @@ inline void stats_f64_impl(const double* x, int64_t n, double sat, HistSink& hs,
 // the block, so results do not depend on threads.
 constexpr int STREAMS = 4;
 
-inline double sumsq_f32_impl(const float* x, int64_t n) {
+KR_INL d4 load_d4(const float* p) { return __builtin_convertvector(loadu<f4>(p), d4); }
+KR_INL d4 load_d4(const double* p) { return loadu<d4>(p); }
+
+template <class T>
+inline double sumsq_impl(const T* x, int64_t n) {
     const int64_t q = (n / STREAMS) & ~int64_t(7);
     d4 a[STREAMS] = {}, b[STREAMS] = {};
     for (int64_t i = 0; i < q; i += 8) {
 #pragma GCC unroll 4
         for (int k = 0; k < STREAMS; ++k) {
-            const float* p = x + k * q + i;
-            const d4 v = __builtin_convertvector(loadu<f4>(p), d4);
-            const d4 w = __builtin_convertvector(loadu<f4>(p + 4), d4);
+            const T* p = x + k * q + i;
+            const d4 v = load_d4(p), w = load_d4(p + 4);
             a[k] += v * v;
             b[k] += w * w;
         }
@@ -273,24 +276,6 @@ inline double sumsq_f32_impl(const float* x, int64_t n) {
     double s = 0.0;
     for (int k = 0; k < STREAMS; ++k) s += hsum(a[k]) + hsum(b[k]);
     for (int64_t i = STREAMS * q; i < n; ++i) s += double(x[i]) * double(x[i]);
-    return s;
-}
-
-inline double sumsq_f64_impl(const double* x, int64_t n) {
-    const int64_t q = (n / STREAMS) & ~int64_t(7);
-    d4 a[STREAMS] = {}, b[STREAMS] = {};
-    for (int64_t i = 0; i < q; i += 8) {
-#pragma GCC unroll 4
-        for (int k = 0; k < STREAMS; ++k) {
-            const double* p = x + k * q + i;
-            const d4 v = loadu<d4>(p), w = loadu<d4>(p + 4);
-            a[k] += v * v;
-            b[k] += w * w;
-        }
-    }
-    double s = 0.0;
-    for (int k = 0; k < STREAMS; ++k) s += hsum(a[k]) + hsum(b[k]);
-    for (int64_t i = STREAMS * q; i < n; ++i) s += x[i] * x[i];
     return s;
 }
 
@@ -355,15 +340,15 @@ void stats_block(const kr::TensorRef& t, int64_t begin, int64_t end, double sat,
 double sumsq_block(const kr::TensorRef& t, int64_t begin, int64_t end) {
     const int64_t n = end - begin;
     if (n <= 0) return 0.0;
-    if (t.dtype == kr::F32) return sumsq_f32_impl(static_cast<const float*>(t.ptr) + begin, n);
-    if (t.dtype == kr::F64) return sumsq_f64_impl(static_cast<const double*>(t.ptr) + begin, n);
+    if (t.dtype == kr::F32) return sumsq_impl(static_cast<const float*>(t.ptr) + begin, n);
+    if (t.dtype == kr::F64) return sumsq_impl(static_cast<const double*>(t.ptr) + begin, n);
     alignas(32) float buf[4 * SUB];
     const uint16_t* src = static_cast<const uint16_t*>(t.ptr) + begin;
     double s = 0.0;
     for (int64_t b = 0; b < n; b += 4 * SUB) {
         const int64_t m = (n - b < 4 * SUB) ? (n - b) : 4 * SUB;
         widen(src + b, buf, m, t.dtype);
-        s += sumsq_f32_impl(buf, m);
+        s += sumsq_impl(buf, m);
     }
     return s;
 }
