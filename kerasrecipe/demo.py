@@ -174,7 +174,7 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
     if jax_cache:
         say(f"JAX compilation cache: {escape(jax_cache)} (KERASRECIPE_JAX_CACHE=0 turns it off)")
     cfg = RecipeConfig(seed=seed, epochs=epochs, run_root=out, run_name=name, early_stopping_patience=6,
-                       plateau_patience=2, tensorboard=(backend == "tensorflow"), live_findings=True)
+                       plateau_patience=2, tensorboard=True, live_findings=True)
     callbacks = kr.default(cfg, run_dir=run_dir)
     runlog = find_runlog(callbacks)
     stem_bias = BAD_BIAS if fault == "init" else 0.0

@@ -16,7 +16,7 @@ The callbacks, in the order Keras calls them (they share one RunContext and one 
 | RecipeCheckpoint                 | A5          | checkpoints/epochNNNN-<monitor><value>...       |
 | keras EarlyStopping              | F2          | on val_loss, best weights restored              |
 | ReduceLROnPlateauAny (LR tools)  | D3          | halve the LR on a plateau, schedules included   |
-| EpochTensorBoard (keras TB)      | A6          | RUN_DIR/tensorboard, when tensorboard installed |
+| EpochTensorBoard                 | A6          | RUN_DIR/tensorboard, when tensorboard installed |
 | RecipeBackup                     | -           | resume after a crash                            |
 | DiagnosisCallback                | G1, G5, C10 | live findings, findings.json, final table       |
 
@@ -38,113 +38,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import time
 from typing import List, Optional
 
 import keras
 
+from kerasrecipe.callbacks.tensorboard import EpochTensorBoard  # noqa: F401  (part of the recipe API)
 from kerasrecipe.config import RecipeConfig, resolve_config
 from kerasrecipe.errors import ConfigError, InputTypeError
 from kerasrecipe.runlog import RunLog
 
 
 def _tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None and importlib.util.find_spec("tensorflow") is not None
-
-
-class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """keras.callbacks.TensorBoard that writes at epoch end only, without slowing the steps (A6).
-
-    Keras's TensorBoard overrides `on_train_batch_end`, and any callback that does so (unless it
-    is `async_safe`) makes Keras call batch-end callbacks synchronously and turn the logs into
-    Python floats after every step: a device sync per step on JAX and PyTorch. With
-    update_freq="epoch", profile_batch=0, write_graph=False and write_steps_per_second=False (what
-    this class forces), TensorBoard's batch-end hook only calls `summary.scalar` while no writer is
-    active, which writes nothing. This class drops that hook, so it is async_safe; epoch metrics,
-    validation metrics and histograms (`histogram_freq`) are written as by TensorBoard.
-
-    On the PyTorch and JAX backends TensorBoard's writes are TensorFlow ops, and TensorFlow's
-    default thread pools (one worker per core for intra-op and inter-op work) spin-wait after each
-    op, taking the cores the next training steps need: a torch fit on 2 cores ran 9-22% slower per
-    epoch after one `tf.summary.scalar` per epoch. So when the backend is not TensorFlow and this
-    class is the first to import TensorFlow (the process has no other use of it yet), it gives
-    TensorFlow one intra-op and one inter-op thread, plenty for a few summaries per epoch. A
-    process that imported TensorFlow itself keeps its configuration.
-
-    Args:
-        log_dir: where to write the event files.
-        histogram_freq: epochs between weight histograms (0 = none).
-
-    Example:
-        >>> tb = EpochTensorBoard("runs/try1/tensorboard")
-        >>> model.fit(x, y, epochs=10, callbacks=[tb])
-    """
-
-    async_safe = True
-
-    def __init__(self, log_dir="logs", histogram_freq=0, **kwargs):
-        for key, value in (("update_freq", "epoch"), ("profile_batch", 0), ("write_graph", False),
-                           ("write_steps_per_second", False)):
-            if kwargs.pop(key, value) != value:
-                raise ConfigError(f"EpochTensorBoard needs {key}={value!r}; use keras.callbacks.TensorBoard "
-                                  "for per-batch logging")
-        super().__init__(log_dir=log_dir, histogram_freq=histogram_freq, update_freq="epoch", profile_batch=0,
-                         write_graph=False, write_steps_per_second=False, **kwargs)
-        _quiet_tensorflow_threads()
-
-    def on_train_batch_end(self, batch, logs=None):
-        return None  # nothing to write between epochs (see the class docstring)
-
-    # TensorBoard writes the "evaluation_*_vs_iterations" scalars at the end of every validation
-    # pass, which inside fit is still within the epoch (4-10 ms of TF summary ops per epoch on the
-    # CPU, ~2% of a small model's epoch). Inside fit they are kept and written at epoch end, with
-    # the same values and step; a plain evaluate() outside fit writes them at once, as Keras does.
-    def on_train_begin(self, logs=None):
-        self._in_fit = True
-        self._pending_eval = None
-        super().on_train_begin(logs)
-
-    def on_train_end(self, logs=None):
-        self._write_pending_eval()
-        self._in_fit = False
-        super().on_train_end(logs)
-
-    def on_test_end(self, logs=None):
-        if not getattr(self, "_in_fit", False):
-            return super().on_test_end(logs)
-        opt = self.model.optimizer
-        if opt is not None and hasattr(opt, "iterations"):
-            self._pending_eval = (dict(logs or {}), opt.iterations)
-        self._pop_writer()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._write_pending_eval()
-        super().on_epoch_end(epoch, logs)
-
-    def _write_pending_eval(self):
-        pending, self._pending_eval = getattr(self, "_pending_eval", None), None
-        if pending is None:
-            return
-        values, step = pending
-        with self._val_writer.as_default():
-            for name, value in values.items():
-                self.summary.scalar(f"evaluation_{name}_vs_iterations", value, step=step)
-
-
-def _quiet_tensorflow_threads() -> bool:
-    """One intra-op and one inter-op TensorFlow thread, when the backend is not TensorFlow and
-    TensorFlow is not imported yet (see EpochTensorBoard). True when it was set."""
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        return False
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow's context already initialised (imported under another name)
-        return False
-    return True
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _new_run_dir(cfg: RecipeConfig) -> str:

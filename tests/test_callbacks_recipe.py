@@ -191,36 +191,3 @@ def test_nan_guard_notes_on_batch_end_acts_on_next_begin_and_restores_at_epoch_e
     for w, g in zip(model.get_weights(), good):
         np.testing.assert_array_equal(w, g)
     assert len([e for e in guard.runlog.of("event") if e["event"] == "nan"]) == 1
-
-
-def test_epoch_tensorboard_writes_evaluation_scalars_at_epoch_end(tmp_path):
-    """Inside fit, TensorBoard's per-validation scalars are written at epoch end (not within the
-    epoch's timed span), with the same names and steps; evaluate() outside fit writes at once."""
-    pytest.importorskip("tensorboard")
-    pytest.importorskip("tensorflow", reason="Keras's TensorBoard callback writes through tf.summary")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from kerasrecipe.recipe import EpochTensorBoard
-
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 3)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
-    model = keras.Sequential([keras.Input((3,)), L.Dense(1)])
-    model.compile(keras.optimizers.SGD(0.01), "mse")
-    tb = EpochTensorBoard(str(tmp_path / "tb"))
-    seen = []
-    orig = tb._write_pending_eval
-
-    def spy():
-        seen.append(tb._pending_eval is not None)
-        orig()
-
-    tb._write_pending_eval = spy
-    model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=16, verbose=0, callbacks=[tb])
-    assert seen[:3] == [True, True, True]          # one pending validation write per epoch, done at epoch end
-    model.evaluate(x, y, verbose=0, callbacks=[tb])   # outside fit: Keras's own behaviour
-    acc = EventAccumulator(str(tmp_path / "tb" / "validation"), size_guidance={"tensors": 0})
-    acc.Reload()
-    tags = acc.Tags()["tensors"]
-    assert "evaluation_loss_vs_iterations" in tags and "epoch_loss" in tags
-    steps = [e.step for e in acc.Tensors("evaluation_loss_vs_iterations")]
-    assert steps == [4, 8, 12, 12]

@@ -14,6 +14,7 @@ _EXPORTS = {
     "RecipeCheckpoint": "checkpoint",
     "RecipeBackup": "checkpoint",
     "DiagnosisCallback": "diagnosis",
+    "EpochTensorBoard": "tensorboard",
 }
 
 

@@ -190,12 +190,9 @@ def probe_from_fit(args: Dict[str, Any], n: int):
         if isinstance(x, keras.utils.PyDataset):
             bx, by = _unpack(x[0])
             return _to_numpy(_head(bx, n)), _to_numpy(_head(by, n)), None
-        try:
-            import tensorflow as tf  # noqa: F401  (only when installed)
-
-            is_tfdata = isinstance(x, tf.data.Dataset)
-        except ImportError:
-            is_tfdata = False
+        # a tf.data.Dataset exists only once TensorFlow is imported: never import it just to ask
+        tf = sys.modules.get("tensorflow")
+        is_tfdata = tf is not None and isinstance(x, tf.data.Dataset)
         if is_tfdata:
             for batch in x.take(1):
                 bx, by = _unpack(batch)
