@@ -258,7 +258,7 @@ def main():
              f"Machine: {machine()}. Small CNN (2 conv + 2 dense, 29k parameters) on digits 8x8, batch 32, "
              "45 steps/epoch, validation_split=0.2, verbose=0, default RecipeConfig (automatic probe "
              f"interval). Medians over all epochs after the first of every fit: 8-epoch fits, plain and recipe "
-             "alternated, as many pairs as the time budget allows (column 'fits'), each backend in its own process. Target: step-time overhead <= 5%.", "",
+             "alternated, as many pairs as the time budget allows (column 'fits'), each backend in its own process, every fit training the same model (built and compiled once: plain and recipe fits run the same compiled step). Target: step-time overhead <= 5%.", "",
              "| backend | plain ms/step | recipe ms/step | step overhead | 95% interval | per-fit ms/step, plain / recipe "
              "| main-thread CPU ms/step, plain / recipe "
              "| CPU overhead | plain s/epoch | recipe s/epoch "
