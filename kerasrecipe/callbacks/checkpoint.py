@@ -12,8 +12,9 @@ writes and the recipe's state included: at every epoch end it writes `RUN_DIR/ba
 values of the model's weights and of the optimizer's variables in `latest.npz`, the epoch to
 resume from, and the state of early stopping / LR plateau callbacks: their counters, best value
 and early stopping's best weights). The backup is internal (read back only by RecipeBackup into
-the same model), so it is a plain array file: 6-14 ms an epoch for the small CNN of
-benchmarks/bench_recipe.py where Keras's `save_weights` takes 33-40 ms. When `fit` is called again after
+the same model), so it is a plain array file: 8-16 ms an epoch for the small CNN of
+benchmarks/bench_recipe.py, where the checkpoint's `save_weights` takes 27-44 ms (benchmarks/RESULTS.md,
+section "recipe"). When `fit` is called again after
 a crash — with the same callbacks, or with `default(run_dir=THE_SAME_DIR)` in a new process — it
 restores all of it and Keras resumes at the next epoch. A fit that ends normally deletes the
 backup.

@@ -12,9 +12,9 @@ update_freq="epoch", in the same format, so TensorBoard shows the same charts:
 
 Scalars and histograms are TF2 summaries (tensors with the `scalars` / `histograms` plugin
 metadata), made with the `tensorboard` package's own protobuf helpers and written as TFRecord
-event files with its record writer: TensorFlow itself is never imported. On PyTorch and JAX this spares the process
-TensorFlow's import (seconds, hundreds of MB) and its thread pools, which spin-wait after each
-summary op on the cores the next training steps need (a torch fit on 2 cores ran 9-22% slower per
+event files with its record writer: TensorFlow itself is never imported. On PyTorch and JAX this
+spares the process TensorFlow's import (seconds, hundreds of MB) and its thread pools, which
+spin-wait after each summary op on the cores the next training steps need (a torch fit on 2 cores ran 9-22% slower per
 epoch after one `tf.summary.scalar` per epoch); and logging works where tensorboard is installed
 without TensorFlow. No batch hook: Keras keeps its asynchronous batch-end dispatch. Inside `fit`
 the per-validation scalars are written at epoch end (with their own step), so no writing happens
@@ -105,7 +105,8 @@ class EventFile:
         records = []
         if not os.path.exists(path):
             records.append(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
-        records.append(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
+        records.append(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                       summary=summary_pb2.Summary(value=values)))
         with open(path, "ab") as f:
             writer = RecordWriter(f)
             for r in records:
@@ -149,7 +150,8 @@ class EpochTensorBoard(keras.callbacks.Callback):
                               f"{', '.join(sorted(kwargs))}: use keras.callbacks.TensorBoard for "
                               "those (it writes through TensorFlow)")
         if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
-            raise ConfigError(f"EpochTensorBoard histogram_freq={histogram_freq!r} is invalid: expected an integer >= 0")
+            raise ConfigError(f"EpochTensorBoard histogram_freq={histogram_freq!r} is invalid: "
+                              "expected an integer >= 0")
         self.log_dir = str(log_dir)
         self.histogram_freq = histogram_freq
         self._train = EventFile("train")
@@ -175,8 +177,7 @@ class EpochTensorBoard(keras.callbacks.Callback):
         if self._in_fit:  # written at epoch end, outside the epoch's steps
             self._pending_eval = (dict(logs or {}), step)
         else:
-            self._val.write(self.log_dir, step, _scalars("evaluation_", {f"{k}_vs_iterations": v
-                                                                         for k, v in (logs or {}).items()}))
+            self._write_eval(logs or {}, step)
 
     def on_epoch_end(self, epoch, logs=None):
         self._write_pending_eval()
@@ -193,9 +194,12 @@ class EpochTensorBoard(keras.callbacks.Callback):
     def _write_pending_eval(self):
         pending, self._pending_eval = self._pending_eval, None
         if pending is not None:
-            values, step = pending
-            self._val.write(self.log_dir, step, _scalars("evaluation_", {f"{k}_vs_iterations": v
-                                                                         for k, v in values.items()}))
+            self._write_eval(*pending)
+
+    def _write_eval(self, logs, step):
+        """Keras's `evaluation_<metric>_vs_iterations` scalars of one validation pass."""
+        self._val.write(self.log_dir, step,
+                        _scalars("evaluation_", {f"{k}_vs_iterations": v for k, v in logs.items()}))
 
     def _iterations(self) -> Optional[int]:
         opt = getattr(self.model, "optimizer", None)
