@@ -19,8 +19,9 @@ struct BlockStats {
 // many values fall in one bin), each with nbins + 1 slots (the last one takes non-finite values).
 struct HistSink {
     int64_t* h[4];
-    uint32_t* key[8];  // float32 log2 mode: counts of the 512 sign+exponent keys, one copy per
-                       // lane (see key_to_bin); flushed at least every 2^31 values
+    uint32_t* keys;  // float32 log2 mode: counts of the 512 sign+exponent keys (see key_to_bin),
+                     // 8 tables of N_KEYS one after another, one per lane; flushed at least
+                     // every 2^31 values
     int mode;
     double lo, scale;
     int nbins;

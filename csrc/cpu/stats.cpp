@@ -30,7 +30,7 @@ void stats_many(const std::vector<TensorRef>& ts, double saturation, const HistP
         std::vector<uint32_t> keys(8 * size_t(N_KEYS), 0);
         HistSink hs;
         for (int k = 0; k < 4; ++k) hs.h[k] = local.data() + k * slots;
-        for (int k = 0; k < 8; ++k) hs.key[k] = keys.data() + k * size_t(N_KEYS);
+        hs.keys = keys.data();
         int64_t since_flush = 0;  // values counted into the uint32 key copies since the last flush
         hs.mode = hp.mode; hs.lo = hp.lo; hs.scale = hp.scale; hs.nbins = nb; hs.trash = nb;
         int cur = -1;
@@ -58,7 +58,9 @@ void stats_many(const std::vector<TensorRef>& ts, double saturation, const HistP
             const Chunk& c = chunks[i];
             if (c.t != cur || since_flush > (int64_t(1) << 31)) { flush(); cur = c.t; }
             since_flush += c.e - c.b;
-            stats_block(ts[c.t], c.b, c.e, saturation, hs, parts[i]);
+            BlockStats part;  // a local: the sub-blocks update it often, parts[] shares cache lines
+            stats_block(ts[c.t], c.b, c.e, saturation, hs, part);
+            parts[i] = part;
         }
         flush();
     };
