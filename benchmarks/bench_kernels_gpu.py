@@ -21,7 +21,8 @@ Two timings per row, medians over repeats, anchors in the same run:
           alone, what the call costs inside a training step where the GPU is the bottleneck
           (the statistics copy their results to the host, so their GPU figure still includes
           the copies and the host's unpacking after the synchronisation).
-Writes the "gpu" section of benchmarks/RESULTS.md and prints a table last.
+Writes the "gpu" section of benchmarks/RESULTS.md and prints a table last. `--stats-only`: the
+statistics case alone, one line, nothing written (gpu_check.sh runs it once per histogram variant).
 """
 from __future__ import annotations
 
@@ -139,6 +140,12 @@ def main():
     x = torch.relu(torch.randn(64, 256, 56, 56, device=dev))
     y = torch.empty_like(x)
     t_ours = both(lambda: kernels.activation_stats(x))
+    if "--stats-only" in sys.argv:  # gpu_check.sh's A/B of the histogram variants (KERASRECIPE_GPU_HIST)
+        variant = os.environ.get("KERASRECIPE_GPU_HIST") or "warp atomics"
+        t_copy = both(lambda: y.copy_(x))
+        print(f"stats 64x256x56x56 f32, histogram: {variant}: call {t_ours[0]:.1f} us, GPU {t_ours[1]:.1f} us, "
+              f"busy {t_ours[2]:.1f} us (target <= 100); device copy busy {t_copy[2]:.1f} us")
+        return
     t_torch = both(lambda: torch_nine(x), repeats=20)
     t_copy = both(lambda: y.copy_(x))
     rows += [("stats 64x256x56x56 f32", "kerasrecipe activation_stats", t_ours, "target <= 100 us"),

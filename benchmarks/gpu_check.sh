@@ -3,7 +3,9 @@
 # pybind11 + pytest, and nvcc. Stages:
 #   1. builds kerasrecipe._native in place with CUDA (KERASRECIPE_CUDA=1: a missing nvcc is an error)
 #   2. runs the GPU tests (tests/test_kernels_gpu.py: torch + numpy only, no conftest)
-#   3. runs the GPU kernel benchmark (benchmarks/bench_kernels_gpu.py: the "gpu" section of RESULTS.md)
+#   3. runs the GPU kernel benchmark (benchmarks/bench_kernels_gpu.py: the "gpu" section of RESULTS.md),
+#      then the statistics tests and timing again with KERASRECIPE_GPU_HIST=private (the log2
+#      histogram in private per-thread counters instead of per-warp atomics), A/B/A
 #   4. when keras imports (e.g. from wheels carried in .whl/, installed to /tmp/site first): the
 #      clipping benchmark on the GPU with whole ResNet-50 training steps (benchmarks/bench_clipping.py
 #      --train-step: the "clipping-gpu" section)
@@ -38,6 +40,14 @@ test_rc=${PIPESTATUS[0]}
 echo "== GPU kernel benchmark"
 "$PY" benchmarks/bench_kernels_gpu.py 2>&1 | tee "$LOG/bench_kernels_gpu.log"
 
+echo "== log2 histogram in private per-thread counters (KERASRECIPE_GPU_HIST=private): tests, then timing"
+KERASRECIPE_GPU_HIST=private "$PY" -m pytest -q -p no:cacheprovider --noconftest -m gpu -k "stats or misaligned or beyond" \
+  tests/test_kernels_gpu.py 2>&1 | tee "$LOG/gpu_tests_private.log"
+private_rc=${PIPESTATUS[0]}
+for v in "" private ""; do
+  KERASRECIPE_GPU_HIST=$v "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 | grep "^stats" | tee -a "$LOG/hist_ab.log"
+done
+
 clip_rc=skipped suite_rc=skipped
 if KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
   echo "== clipping benchmark (torch backend, GPU)"
@@ -61,7 +71,9 @@ echo
 echo "================ summary"
 grep -E "passed|failed|error" "$LOG/gpu_tests.log" | tail -1 | sed 's/^/GPU tests: /'
 sed -n '/^case /,$p' "$LOG/bench_kernels_gpu.log"
+grep -E "passed|failed|error" "$LOG/gpu_tests_private.log" | tail -1 | sed 's/^/GPU stats tests, private histogram: /'
+cat "$LOG/hist_ab.log"
 [ -f "$LOG/bench_clipping_gpu.log" ] && grep -E "^\| (SGD|Adam)" "$LOG/bench_clipping_gpu.log"
 [ -f "$LOG/suite_torch_gpu.log" ] && grep -E "passed|failed" "$LOG/suite_torch_gpu.log" | tail -1 | sed 's/^/torch suite on GPU: /'
-echo "exit status: GPU tests $test_rc, clipping $clip_rc, suite $suite_rc"
+echo "exit status: GPU tests $test_rc (private histogram: $private_rc), clipping $clip_rc, suite $suite_rc"
 exit "$test_rc"
