@@ -5,7 +5,8 @@
 #   2. runs the GPU tests (tests/test_kernels_gpu.py: torch + numpy only, no conftest)
 #   3. runs the GPU kernel benchmark (benchmarks/bench_kernels_gpu.py: the "gpu" section of RESULTS.md),
 #      then the statistics tests and timing again with KERASRECIPE_GPU_HIST=private (the log2
-#      histogram in private per-thread counters instead of per-warp atomics), A/B/A
+#      histogram in private per-thread counters instead of per-warp atomics), A/B/A, and Nsight
+#      Compute's view of the statistics kernel for both when ncu is there (benchmarks/ncu_stats.py)
 #   4. when keras imports (e.g. from wheels carried in .whl/, installed to /tmp/site first): the
 #      clipping benchmark on the GPU with whole ResNet-50 training steps (benchmarks/bench_clipping.py
 #      --train-step: the "clipping-gpu" section)
@@ -47,6 +48,17 @@ private_rc=${PIPESTATUS[0]}
 for v in "" private ""; do
   KERASRECIPE_GPU_HIST=$v "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 | grep "^stats" | tee -a "$LOG/hist_ab.log"
 done
+NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
+if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (shared atomics, issue, memory)
+  echo "== Nsight Compute: the statistics kernel, both histogram variants"
+  for v in "" private; do
+    KERASRECIPE_GPU_HIST=$v timeout 120 "$NCU" --kernel-name regex:stats_kernel --launch-skip 3 --launch-count 1 \
+      --section SpeedOfLight --section WarpStateStats \
+      --metrics smsp__inst_executed_op_shared_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum \
+      "$PY" benchmarks/ncu_stats.py >"$LOG/ncu_stats_${v:-warp}.txt" 2>&1 || echo "ncu failed (see $LOG/ncu_stats_${v:-warp}.txt)"
+    grep -E "gpu__time_duration|shared_atom|bank_conflicts|inst_executed.sum|dram__throughput|Stall|ERR" "$LOG/ncu_stats_${v:-warp}.txt" | head -12
+  done
+fi
 
 clip_rc=skipped suite_rc=skipped
 if KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
