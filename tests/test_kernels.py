@@ -290,7 +290,6 @@ def test_large_multichunk_and_thread_independence(monkeypatch):
     assert results[0] == results[1] == results[2]  # deterministic whatever the thread count
 
 
-
 @pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize("where", ["none", "stream", "last-stream", "rest", "tail"])
 def test_float32_streams_with_rare_nonfinite(where, uniform, monkeypatch):
@@ -298,12 +297,13 @@ def test_float32_streams_with_rare_nonfinite(where, uniform, monkeypatch):
     it finds otherwise (then counts that one again, testing every value): one NaN/Inf in the
     streams, in the single-stream rest or in the last partial vector must come out exact."""
     rng = np.random.default_rng(11)
-    n = 3 * 65536 + 40_000 + 8 * 1000 + 5  # whole chunks, then a chunk with a streamed part, a rest and a tail
+    # whole chunks (65536 values), then one of 48029: four streams of 12000, a rest of 29 (3 vectors + 5)
+    n = 3 * 65536 + 48_029
     x = np.maximum(rng.standard_normal(n), 0).astype(np.float32) * 3 - 0.5
     x[rng.random(n) < 0.05] = 0.0
     last = 3 * 65536
     pos = {"none": [], "stream": [70_001, 131_072 + 16_384 * 2 + 5], "last-stream": [last + 3 * 12_000 + 7],
-           "rest": [n - 300], "tail": [n - 2]}[where]
+           "rest": [n - 20], "tail": [n - 2]}[where]
     for i, p in enumerate(pos):
         x[p] = (np.nan, np.inf, -np.inf)[i % 3]
     if where == "tail":
@@ -313,6 +313,7 @@ def test_float32_streams_with_rare_nonfinite(where, uniform, monkeypatch):
     for nt in ("1", "2"):
         monkeypatch.setenv("KERASRECIPE_NUM_THREADS", nt)
         assert_native_exact(K.activation_stats(x, bins=bins), want, x)
+
 
 @pytest.mark.skipif(not K.info()["native_built"], reason="native module not built")
 def test_baseline_simd_copy_agrees():

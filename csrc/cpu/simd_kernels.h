@@ -182,8 +182,8 @@ inline void stats_piece(SubF32& s, const F32Consts& c, const float* p, int64_t m
 }
 
 // STREAMS pieces of w values each (w a multiple of 8), read side by side: one core keeps more
-// cache-line fills in flight over several sequential streams than over one (see sumsq_impl);
-// one stream alone held this loop at the single-stream read speed.
+// cache-line fills in flight over several sequential streams than over one (see sumsq_impl).
+// One core, 16.8M values from memory: 10-20% faster than one stream; the same speed in cache.
 template <int MODE>
 inline void stats_streams(SubF32& s, const F32Consts& c, const float* const* p, int64_t w) {
     const i8 all = (i8){} - 1;
