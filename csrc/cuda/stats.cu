@@ -121,6 +121,10 @@ struct HistOut {
         else if (hw) atomicAdd(hw + bin, 1u);
         else atomicAdd(gl + bin, 1ULL);
     }
+    __device__ __forceinline__ void add(int bin, unsigned long long count) const {  // (not private)
+        if (hw) atomicAdd(hw + bin, (unsigned int)count);
+        else atomicAdd(gl + bin, count);
+    }
 };
 
 template <class T>
@@ -242,22 +246,27 @@ __device__ __forceinline__ Part to_part(const Acc<M>& a) {
     return p;
 }
 
-// `small`: the block's count of the log2 middle bin, counted in registers (shared, zeroed).
+// The log2 middle bin, counted in registers, goes to the histogram at the end; with private
+// counters (16-bit) into `small` instead, the block's shared count (zeroed; flush_hist adds it).
 template <class T, class M>
 __device__ Part block_tile(const DevTensor& t, long long b, long long e, const StatsHeader& h, unsigned satbits,
                            const HistOut& ho, unsigned long long* small) {
     Acc<M> a = empty_acc<M>();
     tile_stats(a, static_cast<const T*>(t.ptr), b, e, h, satbits, ho);
-    const unsigned w = __reduce_add_sync(0xffffffffu, a.small);  // (every lane of the block is here)
-    if ((threadIdx.x & 31) == 0 && w) atomicAdd(small, (unsigned long long)w);
+    if (ho.priv) {  // (block-uniform: every lane of the warp is here)
+        const unsigned w = __reduce_add_sync(0xffffffffu, a.small);
+        if ((threadIdx.x & 31) == 0 && w) atomicAdd(small, (unsigned long long)w);
+    } else if (a.small) {
+        ho.add(N_MAG, (unsigned long long)a.small);
+    }
     return to_part(a);
 }
 
 // Adds the block's shared histogram (`place`) to the tensor's global one; the block is in sync.
 __device__ __forceinline__ void flush_hist(const unsigned int* sh_hist, int place, int nbins, unsigned long long small,
                                            unsigned long long* gl) {
-    if (threadIdx.x == 0 && small) atomicAdd(gl + N_MAG, small);
     if (place == HIST_PRIVATE) {
+        if (threadIdx.x == 0 && small) atomicAdd(gl + N_MAG, small);
         const int lane = threadIdx.x & 31;
         for (int r = threadIdx.x >> 5; r < PAIR_ROWS; r += WARPS) {
             unsigned lo = 0, hi = 0;  // (8 columns of 16-bit counts: no overflow)
