@@ -43,7 +43,7 @@ from typing import List, Optional
 
 import keras
 
-from kerasrecipe.callbacks.tensorboard import EpochTensorBoard  # noqa: F401  (part of the recipe API)
+from kerasrecipe.callbacks.tensorboard import EpochTensorBoard
 from kerasrecipe.config import RecipeConfig, resolve_config
 from kerasrecipe.errors import ConfigError, InputTypeError
 from kerasrecipe.runlog import RunLog
