@@ -181,3 +181,17 @@ def test_indexing_beyond_2_31():
     assert abs(float(norm) - math.sqrt(n - 1 + 4)) < 1e-3 * math.sqrt(n) and not bool(bad)
     del x
     torch.cuda.empty_cache()
+
+
+def test_misspelt_histogram_switch_is_an_error():
+    # KERASRECIPE_GPU_HIST is read once per process: a fresh interpreter with a bad value
+    import os
+    import subprocess
+    import sys
+    code = ("import torch; from kerasrecipe import kernels as K\n"
+            "try:\n    K.activation_stats(torch.ones(1000, device='cuda'))\n"
+            "except ValueError as e:\n    print('ValueError:', e)\n")
+    env = dict(os.environ, KERASRECIPE_GPU_HIST="privat")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "ValueError: KERASRECIPE_GPU_HIST must be 'warp' (the default) or 'private', not 'privat'" in out.stdout, \
+        out.stdout + out.stderr
