@@ -22,13 +22,39 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+class _NoMetric:
+    def update_state(self, *args, **kwargs):
+        pass
+
+
+def _fit_loss_class():
+    from keras.src.trainers.compile_utils import CompileLoss
+
+    class FitLoss(CompileLoss):
+        """Keras's compiled loss without its per-output loss metrics (a probe must not add its
+        batch to the running means fit reports, nor assign to variables inside a jit trace)."""
+
+        def build(self, y_true, y_pred):
+            super().build(y_true, y_pred)
+            self._metrics = [_NoMetric() for _ in self._metrics]
+
+    return FitLoss
+
+
 def _default_loss(model):
+    """The loss `fit` minimises, as `loss_fn(y_true, y_pred) -> scalar`: Keras's own compiled-loss
+    logic (labels of shape (n,) against outputs (n, 1), dict/list losses of multi-output models,
+    loss_weights), without the model's regularisation losses."""
     loss = getattr(model, "loss", None)
     if loss is None:
         from kerasrecipe.errors import NotCompiledError
 
         raise NotCompiledError("the model has no loss: compile it first (model.compile(optimizer, loss))")
-    return keras.losses.get(loss) if isinstance(loss, str) else loss
+    compiled = getattr(model, "_compile_loss", None)
+    try:
+        return _fit_loss_class()(compiled._user_loss, compiled._user_loss_weights, output_names=compiled.output_names)
+    except Exception:  # (a Keras without this class layout: the plain loss function)
+        return keras.losses.get(loss) if isinstance(loss, str) else loss
 
 
 def weight_grads(model, x, y, loss_fn=None, *, training=False, variables=None):

@@ -121,3 +121,49 @@ def test_weight_grads_match_finite_differences():
     v.assign(w0.astype("float32"))
     assert grads[0][0, 0] == pytest.approx((lp - lm) / (2 * h), rel=2e-2, abs=1e-4)
     assert loss == pytest.approx(float(np.mean((keras.ops.convert_to_numpy(m(x)) - y) ** 2)), rel=1e-5)
+
+
+def _two_head_model(as_dict):
+    import keras
+
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    cls = keras.layers.Dense(3, activation="softmax", name="cls")(h)
+    reg = keras.layers.Dense(1, name="reg")(h)
+    m = keras.Model(inp, {"cls": cls, "reg": reg} if as_dict else [cls, reg])
+    if as_dict:
+        m.compile("adam", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+                  loss_weights={"cls": 1.0, "reg": 0.5})
+    else:
+        m.compile("adam", loss=["sparse_categorical_crossentropy", "mse"])
+    return m
+
+
+@pytest.mark.parametrize("case", ["binary_flat_labels", "dict_outputs", "list_outputs"])
+def test_probe_loss_is_the_loss_fit_minimises(case):
+    """The probes' loss is Keras's compiled loss: (n,) labels against (n, 1) sigmoid outputs,
+    dict and list losses of two-head models with loss weights; equal to evaluate's loss, through
+    the eager and the compiled probe, and evaluate's per-output loss metrics are left alone."""
+    import keras
+
+    from kerasrecipe.backend_ops import weight_grads, weight_grads_fn
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    if case == "binary_flat_labels":
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+        m.compile("adam", "binary_crossentropy")
+        y = (x[:, 0] > 0).astype("float32")
+    else:
+        m = _two_head_model(case == "dict_outputs")
+        cls, reg = rng.integers(0, 3, 32), x[:, :1] * 2
+        y = {"cls": cls, "reg": reg} if case == "dict_outputs" else [cls, reg]
+    want = m.evaluate(x, y, verbose=0, return_dict=True)
+    loss, grads = weight_grads(m, x, y)
+    assert loss == pytest.approx(want["loss"], rel=1e-5)
+    assert all(np.isfinite(g).all() for g in grads) and sum(float(np.abs(g).sum()) for g in grads) > 0
+    fn = weight_grads_fn(m)
+    for _ in range(2):
+        assert fn(x, y)[0] == pytest.approx(want["loss"], rel=1e-5)
+    assert m.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(want, rel=1e-5)
