@@ -138,6 +138,44 @@ def test_lr_10_stops_on_nan_names_the_layer_and_keeps_files(tmp_path, small):
     assert "best_" not in os.path.basename(run_dir)  # no finite epoch: nothing to name it by
 
 
+def test_nan_restore_puts_back_the_optimizer_state_too(tmp_path, small):
+    """Weights alone are not enough: momentum (or Adam's moments) left NaN re-poisons the first
+    step after the restore; following the finding's advice (a lower LR) must then train."""
+    x, y = small
+    model = mlp(hidden=(32,), out=1, out_activation=None)
+    model.compile(keras.optimizers.SGD(10.0, momentum=0.9), "mse")
+    cbs = recipe(tmp_path)
+    model.fit(x, y.astype("float32") * 10, validation_split=0.2, epochs=3, batch_size=32, callbacks=cbs, verbose=0)
+    nan = [e for e in find_runlog(cbs).of("event") if e["event"] == "nan"]
+    assert len(nan) == 1 and "optimizer state" in nan[0]["message"]
+    opt_state = [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables]
+    assert all(np.all(np.isfinite(a)) for a in opt_state)
+    model.optimizer.learning_rate.assign(1e-3)
+    hist = model.fit(x, y.astype("float32") * 10, validation_split=0.2, epochs=2, batch_size=32, callbacks=cbs,
+                     verbose=0)
+    assert len(hist.history["loss"]) == 2 and np.all(np.isfinite(hist.history["loss"]))
+    assert len([e for e in find_runlog(cbs).of("event") if e["event"] == "nan"]) == 1
+
+
+def test_nan_only_in_validation_data_keeps_the_trained_weights(tmp_path, small):
+    x, y = small
+    xv, yv = x[600:].copy(), y[600:]
+    xv[0, 0] = np.nan
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path)
+    hist = model.fit(x[:600], y[:600], validation_data=(xv, yv), epochs=4, batch_size=32, callbacks=cbs, verbose=0)
+    assert len(hist.history["loss"]) == 1 and np.isfinite(hist.history["loss"][0])
+    trained = model.get_weights()
+    nan = [e for e in find_runlog(cbs).of("event") if e["event"] == "nan"]
+    assert len(nan) == 1 and nan[0]["where"] == "validation" and nan[0]["restored_step"] is None
+    assert "validation data" in nan[0]["message"] and "epoch 1" in nan[0]["message"]
+    # kept, not rolled back to the weights before the epoch
+    assert all(np.array_equal(a, b) for a, b in zip(trained, model.get_weights()))
+    finding = next(f for f in find_runlog(cbs).of("finding") if f["tag"] == "nan")
+    assert "validation loss" in finding["symptom"] and "validation data" in finding["fixes"][0]
+
+
 def test_ten_sigmoid_layers_vanishing_gradients(tmp_path, small):
     x, y = small
     model = mlp(hidden=(32,) * 10, activation="sigmoid")

@@ -37,6 +37,49 @@ def is_finite_number(v) -> bool:
         return False
 
 
+def _optimizer_state(model) -> list:
+    """The optimizer's variables a restore puts back: all but the learning rate (which the
+    schedule, LR halving or the user may have set since)."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None or not getattr(opt, "built", False):
+        return []
+    return [v for v in opt.variables if str(getattr(v, "name", "")).rsplit("/", 1)[-1] != "learning_rate"]
+
+
+class FiniteState:
+    """The model's weights and its optimizer's state (iterations, moments...) at one step, as
+    NumPy arrays, taken only when all are finite: what NaNGuard puts back after a divergence
+    (weights alone would leave NaN moments that re-poison the first step after the restore)."""
+
+    def __init__(self, step: int, weights: list, optimizer: list):
+        self.step, self.weights, self.optimizer = int(step), weights, optimizer
+
+    @classmethod
+    def take(cls, model, step: int) -> Optional["FiniteState"]:
+        """The state now, or None when any of it is non-finite. (JAX: sync the model first.)"""
+        import keras
+
+        weights = model.get_weights()
+        opt = [np.array(keras.ops.convert_to_numpy(v.value)) for v in _optimizer_state(model)]
+        for a in weights + opt:
+            if np.issubdtype(np.asarray(a).dtype, np.floating) and not np.all(np.isfinite(a)):
+                return None
+        return cls(step, weights, opt)
+
+    def restore(self, model) -> None:
+        """Weights and optimizer state back to this step; an optimizer built after the snapshot
+        (TensorFlow builds it at the first step) goes back to its state before any step (zeros)."""
+        model.set_weights(self.weights)
+        variables = _optimizer_state(model)
+        if len(variables) == len(self.optimizer) and all(
+                tuple(v.shape) == a.shape for v, a in zip(variables, self.optimizer)):
+            for v, a in zip(variables, self.optimizer):
+                v.assign(a)
+        else:
+            for v in variables:
+                v.assign(np.zeros(tuple(v.shape), dtype=str(v.dtype)))
+
+
 class RunContext:
     """State shared by the recipe's callbacks for one run (one or several `fit` calls)."""
 
@@ -64,7 +107,7 @@ class RunContext:
         self.epoch = 0                            # run epoch of the current epoch
         self.batch_loss = None                    # (step, this batch's loss) from RunLogger
         self.lr = None                            # last known learning rate
-        self.finite_snapshot = None               # (step, [np weights]) last known finite weights
+        self.finite_snapshot: Optional[FiniteState] = None  # the last known finite training state
         self.epoch_rows: List[dict] = []          # history rows (for history.csv)
         self.stopped_reason: Optional[str] = None
         self.nan_handled_fit = -1

@@ -32,7 +32,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from kerasrecipe.callbacks._context import RunContext
+from kerasrecipe.callbacks._context import FiniteState, RunContext
 from kerasrecipe.probes import LayerProbe
 
 
@@ -85,8 +85,9 @@ def trainable_numpy(model) -> List[np.ndarray]:
 
 
 def nonfinite_origin(model, probe: LayerProbe, x, y) -> dict:
-    """The first layer (in layer order) whose output, or gradient, is non-finite on (x, y)."""
-    out = {"activation": None, "gradient": None, "loss": None}
+    """The first layer (in layer order) whose output, or gradient, is non-finite on (x, y);
+    `gradient_error` says why the gradients could not be checked (None when they were)."""
+    out = {"activation": None, "gradient": None, "loss": None, "gradient_error": None}
     try:
         names, acts = probe.outputs(x)
         for name, a in zip(names, acts):
@@ -95,7 +96,9 @@ def nonfinite_origin(model, probe: LayerProbe, x, y) -> dict:
                 break
     except Exception:
         pass
-    if y is not None:
+    if y is None:
+        out["gradient_error"] = "the probe batch has no targets"
+    else:
         try:
             from kerasrecipe.backend_ops import weight_grads
 
@@ -106,8 +109,8 @@ def nonfinite_origin(model, probe: LayerProbe, x, y) -> dict:
                 if any(not np.all(np.isfinite(grads[i])) for i in idx):
                     out["gradient"] = lyr.name
                     break
-        except Exception:
-            pass
+        except Exception as e:
+            out["gradient_error"] = f"{type(e).__name__}: {e}"
     return out
 
 
@@ -340,7 +343,9 @@ class HealthMonitor(keras.callbacks.Callback):
                            source="probe", loss=loss, flush=False)
         ctx.runlog.flush()
         if np.isfinite(loss if loss is not None else 0.0) and all(np.all(np.isfinite(a)) for a in after):
-            ctx.finite_snapshot = (step, model.get_weights())
+            snap = FiniteState.take(model, step)
+            if snap is not None:
+                ctx.finite_snapshot = snap
         self._before = None
         self.probes_done += 1
         return records

@@ -1,15 +1,20 @@
 """NaNGuard: stop on a non-finite loss, restore the last finite weights, name the origin (tip G2).
 
-Checks the loss of every batch and the epoch's train/validation losses. On a non-finite value it
+Checks the loss of every batch and the epoch's train/validation losses. On a non-finite training
+loss it
 
 1. stops training (`model.stop_training = True`; fit returns normally, every file is kept);
 2. finds where it started, on the fixed probe batch with the weights as they are now: the first
    layer (in layer order) whose weights are non-finite, else whose output is, else whose
    gradient is; else the loss itself (e.g. log(0)) — and the step and epoch;
-3. restores the last weights known to be finite (taken at the start of each epoch and at every
-   health probe) and says from which step they are;
+3. restores the last weights known to be finite, with the optimizer's state (iterations,
+   momentum and Adam moments, not the learning rate) of the same step (taken at the start of each
+   epoch and at every health probe), and says from which step they are;
 4. writes an `event` record {"event": "nan", "where", "layer", "step", "epoch", ...} that the
    diagnosis rules turn into a finding.
+
+A non-finite validation loss after a finite training epoch points at the validation data: the
+guard stops and logs it (`where: "validation"`) but keeps the weights.
 
 Overhead: the guard is `async_safe`, so Keras keeps dispatching batch-end callbacks on its
 callback thread instead of waiting for the device after every step. `on_train_batch_end` (maybe
@@ -26,7 +31,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from kerasrecipe.callbacks._context import RunContext, is_finite_number
+from kerasrecipe.callbacks._context import FiniteState, RunContext, is_finite_number
 from kerasrecipe.callbacks.health import nonfinite_origin, sync_model_state
 from kerasrecipe.probes import LayerProbe
 
@@ -39,7 +44,7 @@ class NaNGuard(keras.callbacks.Callback):
     """Stops a diverging fit, restores the last finite weights and names the origin (G2).
 
     Args:
-        restore: restore the last finite weights (default True).
+        restore: restore the last finite weights and optimizer state (default True).
         context: the RunContext shared with the other recipe callbacks (default() passes it).
 
     Attributes:
@@ -63,7 +68,7 @@ class NaNGuard(keras.callbacks.Callback):
         self._probe_model = None
         self._fit_tripped = False
         self._bad = None        # (step, loss) of the first non-finite batch loss, set by batch end
-        self._restore_to = None  # (step, weights) to put back at the end of the epoch
+        self._restore_to = None  # the FiniteState to put back at the end of the epoch
 
     @property
     def runlog(self):
@@ -79,9 +84,9 @@ class NaNGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         sync_model_state(self.model)
-        w = self.model.get_weights()
-        if _all_finite(w):
-            self.context.finite_snapshot = (self.context.step, w)
+        snap = FiniteState.take(self.model, self.context.step)
+        if snap is not None:
+            self.context.finite_snapshot = snap
 
     def on_train_batch_end(self, batch, logs=None):
         # May run on Keras's callback thread, late: only note the first non-finite loss. The loss
@@ -108,10 +113,10 @@ class NaNGuard(keras.callbacks.Callback):
                 self._trip_bad(restore_now=True)
             else:
                 logs = logs or {}
-                for key in ("loss", "val_loss"):
-                    if key in logs and not is_finite_number(logs[key]):
-                        self.trip("loss", f"{key} became {logs[key]} in epoch {self.context.epoch}")
-                        break
+                if "loss" in logs and not is_finite_number(logs["loss"]):
+                    self.trip("loss", f"loss became {logs['loss']} in epoch {self.context.epoch + 1}")
+                elif "val_loss" in logs and not is_finite_number(logs["val_loss"]):
+                    self.trip_validation(logs["val_loss"])
         self._apply_restore()
 
     def on_train_end(self, logs=None):
@@ -122,12 +127,32 @@ class NaNGuard(keras.callbacks.Callback):
             return
         sync_model_state(self.model)
         try:
-            self.model.set_weights(self._restore_to[1])
+            self._restore_to.restore(self.model)
         except Exception as e:  # pragma: no cover - shapes never change mid-fit
             self.context.note(f"could not restore the last finite weights ({type(e).__name__}: {e})")
         self._restore_to = None
 
     # ------------------------------------------------------------------ the trip
+    def trip_validation(self, value) -> dict:
+        """The validation loss is non-finite while the training loss is finite: the model is fine
+        on the data it trains on, so the validation data (NaN/Inf, or targets outside the loss's
+        domain) is the suspect. Stop (early stopping and the checkpoints cannot rank epochs on a
+        NaN), keep the weights, log the event."""
+        ctx, model = self.context, self.model
+        self._fit_tripped = True
+        model.stop_training = True
+        message = (f"val_loss became {value} in epoch {ctx.epoch + 1} while the training loss is finite: "
+                   "the validation data holds NaN/Inf inputs or targets the loss cannot take; "
+                   "the weights are kept (training itself is finite)")
+        rec = ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="nan", message=message,
+                             where="validation", layer=None, nonfinite_weights=[], activation_origin=None,
+                             gradient_origin=None, restored_step=None, trigger="val_loss")
+        ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="stop", message="stopped by NaNGuard",
+                       reason="nan")
+        ctx.stopped_reason = "nan"
+        self.tripped = rec
+        return rec
+
     def trip(self, what: str, message: str, *, step: Optional[int] = None, restore_now: bool = True) -> dict:
         """Stop, find the origin, restore (now, or at the end of the epoch) and log the event."""
         ctx, model = self.context, self.model
@@ -146,7 +171,7 @@ class NaNGuard(keras.callbacks.Callback):
                     weights_bad.append(lyr.name)
             except Exception:
                 pass
-        origin = {"activation": None, "gradient": None, "loss": None}
+        origin = {"activation": None, "gradient": None, "loss": None, "gradient_error": "no probe batch"}
         if ctx.probe is not None:
             origin = nonfinite_origin(model, self._probe, *ctx.probe)
         if weights_bad:
@@ -160,16 +185,20 @@ class NaNGuard(keras.callbacks.Callback):
         restored_step = None
         snap = ctx.finite_snapshot
         if self.restore and snap is not None:
-            restored_step = snap[0]
+            restored_step = snap.step
             self._restore_to = snap
             if restore_now:
                 self._apply_restore()
         if where != "loss":
             full = f"{message}; first non-finite: {where} of layer {layer!r}"
-        else:
+        elif origin["gradient_error"] is None:
             full = (f"{message}; origin: the loss itself (weights, layer outputs and gradients on the probe batch "
                     "are finite: the loss overflowed" + (f"; output layer {layer!r})" if layer else ")"))
-        full += (f"; restored the last finite weights (step {restored_step})" if restored_step is not None
+        else:
+            full = (f"{message}; origin not found: weights" + (" and layer outputs" if ctx.probe is not None else "")
+                    + f" are finite, the gradients were not checked ({origin['gradient_error']})")
+        full += (f"; restored the last finite weights and optimizer state (step {restored_step})"
+                 if restored_step is not None
                  else "; no finite weights to restore")
         rec = ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="nan", message=full, where=where,
                              layer=layer, nonfinite_weights=weights_bad, activation_origin=origin["activation"],

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from kerasrecipe.diagnose._view import finite, fmt, is_relu, is_saturating, num, view
+from kerasrecipe.diagnose._view import ep, finite, fmt, is_relu, is_saturating, num, view
 from kerasrecipe.diagnose.finding import Finding
 
 # --------------------------------------------------------------------------- NaN / Inf
@@ -25,6 +25,11 @@ _NAN_CAUSES = {
     ],
     "gradient": ["exploding gradients (no clipping, too high learning rate, recurrent net)"],
     "weights": ["an update with a huge gradient or learning rate pushed weights to Inf/NaN"],
+    "validation": [
+        "NaN/Inf in the validation inputs or targets (the training loss is finite)",
+        "validation targets outside the loss's domain (a class index >= the number of outputs, "
+        "negative values for a log loss)",
+    ],
     "loss": [
         "log(0) or a division by zero in the loss (probabilities exactly 0 or 1; custom loss without epsilon)",
         "NaN/Inf in the targets, or targets outside the loss's domain",
@@ -113,24 +118,28 @@ def nan_inf(log) -> List[Finding]:
     if len(norms) >= 4:
         growth = max(norms) / max(float(np.median(norms[: max(2, len(norms) // 4)])), 1e-30)
     causes = list(_NAN_CAUSES[where_key])
-    if growth is not None and growth >= 1e2 and where_key != "gradient":
+    if growth is not None and growth >= 1e2 and where_key not in ("gradient", "validation"):
         causes.insert(0, f"exploding gradients: the global gradient norm grew {fmt(growth)}x before the blow-up")
     layer = origin.get("layer")
     at = f" in layer '{layer}'" if layer else ""
-    symptom = (f"non-finite values (NaN/Inf) first seen in the {where}{at} at step {origin.get('step')}"
-               f" (epoch {origin.get('epoch')})")
+    place = "validation loss" if where == "validation" else where
+    symptom = (f"non-finite values (NaN/Inf) first seen in the {place}{at} at step {origin.get('step')}"
+               f" (epoch {ep(origin.get('epoch'))})")
     if origin.get("detail"):
         symptom += f": {origin['detail']}"
     fixes = {
         "input": "clean the data: replace/remove NaN/Inf inputs (np.isfinite), then normalise (B3)",
         "loss": "clip probabilities (epsilon) before log, use from_logits=True losses, check targets; lower the LR",
         "gradient": "clip gradients by global norm (clipnorm=1..10, D8) and lower the learning rate",
+        "validation": "check the validation data: np.isfinite on inputs and targets, targets in the loss's "
+                      "range (B1); it went through a different pipeline than the training data?",
     }.get(where_key, "lower the learning rate 10x and clip gradients by global norm (D8)")
     return [Finding(
         rule="nan_inf", severity="error", symptom=symptom,
         evidence={"where": where, "layer": layer, "epoch": origin.get("epoch"), "step": origin.get("step"),
                   "grad_norm_growth": growth, "detail": origin.get("detail")},
-        causes=causes, fixes=[fixes, "keep the NaN guard on: it stops the run and restores the last finite weights"],
+        causes=causes, fixes=[fixes] + ([] if where_key == "validation" else
+                                         ["keep the NaN guard on: it stops the run and restores the last finite weights"]),
         tips=["G2", "C10", "D8"], tag="nan", epoch=origin.get("epoch"), step=origin.get("step"), layer=layer,
     )]
 
@@ -219,7 +228,7 @@ def dead_relu(log) -> List[Finding]:
     per_layer = {h[1]: {"dead_frac_est": round(h[4][3][1], 4), "zero_frac": h[4][3][2], "max": h[4][3][3],
                         "since_epoch": h[3][1], "since_step": h[3][0]} for h in hits}
     symptom = (f"ReLU layer '{layer}': {fmt(100 * zf)}% of its outputs are exactly 0 on the probe batch"
-               f" (max {fmt(mx)}; ~{fmt(100 * d)}% of units dead) since epoch {first[1]}, step {first[0]}")
+               f" (max {fmt(mx)}; ~{fmt(100 * d)}% of units dead) since epoch {ep(first[1])}, step {first[0]}")
     if len(hits) > 1:
         symptom += f"; {len(hits) - 1} more ReLU layer(s) likewise: " + ", ".join(h[1] for h in hits[1:4])
     return [Finding(
@@ -279,7 +288,7 @@ def saturation(log) -> List[Finding]:
     act_name = last[4].get("activation") or last[4].get("class")
     sev = "error" if all(h[3][3] >= 0.9 for h in hits[:1]) else "warning"
     symptom = (f"{act_name} layer '{layer}': {fmt(100 * last[3])}% of outputs saturated (|a| near 1) on the probe"
-               f" batch, since epoch {first[1]}, step {first[0]}")
+               f" batch, since epoch {ep(first[1])}, step {first[0]}")
     if len(hits) > 1:
         symptom += f"; {len(hits) - 1} more layer(s) likewise: " + ", ".join(h[1] for h in hits[1:4])
     return [Finding(
@@ -363,7 +372,7 @@ def vanishing_gradients(log) -> List[Finding]:
         rule="vanishing_gradients", severity=sev,
         symptom=(f"early layers' relative gradients are {fmt(ratio)} of the last layers' "
                  f"('{last[3]}' |g|/|w| = {fmt(last[5])} vs '{last[4]}' {fmt(last[6])}), "
-                 f"{fmt(-math.log10(max(ratio, 1e-300)), 2)} orders of magnitude, since epoch {first[1]}"),
+                 f"{fmt(-math.log10(max(ratio, 1e-300)), 2)} orders of magnitude, since epoch {ep(first[1])}"),
         evidence={"ratio": ratio, "early_layer": last[3], "late_layer": last[4], "early_rel_grad": last[5],
                   "late_rel_grad": last[6], "since_step": first[0], "probes": streak},
         causes=["saturating activations (sigmoid/tanh) stacked deep: each multiplies the gradient by <= 0.25",
@@ -431,7 +440,7 @@ def exploding_gradients(log) -> List[Finding]:
         severity = "info"
     return [Finding(
         rule="exploding_gradients", severity=severity,
-        symptom="exploding gradients: " + "; ".join(s[2] for s in signs) + f" (first at epoch {epoch}, step {step})"
+        symptom="exploding gradients: " + "; ".join(s[2] for s in signs) + f" (first at epoch {ep(epoch)}, step {step})"
                 + ("; gradient clipping keeps the updates bounded" if severity == "info" else ""),
         evidence=evidence,
         causes=["no gradient clipping in a recurrent or very deep net", "learning rate too high",
@@ -489,7 +498,7 @@ def update_ratio(log) -> List[Finding]:
         step, epoch, r = high[0]
         return [Finding(
             rule="update_ratio", severity="warning",
-            symptom=(f"update/weight ratio {fmt(r)} per step (median over layers, from epoch {epoch}), "
+            symptom=(f"update/weight ratio {fmt(r)} per step (median over layers, from epoch {ep(epoch)}), "
                      f">= {fmt(RATIO_HIGH)} against the ~1e-3 rule: each step rewrites {fmt(100 * r)}% of the weights"),
             evidence={"ratio": r, "peak": top[2], "median": overall, "step": step},
             causes=["learning rate too high for this model/optimizer"],
