@@ -164,6 +164,14 @@ def direction(y: Sequence[float], rel_tol: float = 0.05) -> Tuple[str, float]:
     return ("up" if change > 0 else "down"), rel
 
 
+def ep(epoch) -> str:
+    """An epoch for symptoms, numbered as Keras's progress bar does ("Epoch 3/10" is index 2)."""
+    try:
+        return str(int(epoch) + 1)
+    except (TypeError, ValueError):
+        return "?"
+
+
 def fmt(v, digits=3) -> str:
     """Numbers for symptoms: 3 significant digits, scientific when tiny or huge."""
     if v is None:

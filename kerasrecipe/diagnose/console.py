@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from kerasrecipe.diagnose._view import ep
 from kerasrecipe.diagnose.finding import Finding, sort_findings
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -24,7 +25,7 @@ def findings_table(findings: Iterable[Finding], title: str = "kerasrecipe diagno
         if f.layer:
             where.append(f"layer {f.layer}")
         if f.epoch is not None:
-            where.append(f"epoch {f.epoch}")
+            where.append(f"epoch {ep(f.epoch)}")
         if f.step is not None:
             where.append(f"step {f.step}")
         fix = f.fixes[0] if f.fixes else ""

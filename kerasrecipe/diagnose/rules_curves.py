@@ -19,7 +19,7 @@ from typing import List
 
 import numpy as np
 
-from kerasrecipe.diagnose._view import direction, finite, fmt, view
+from kerasrecipe.diagnose._view import direction, ep, finite, fmt, view
 from kerasrecipe.diagnose.finding import Finding
 from kerasrecipe.diagnose.rules_loss import prior_loss, stuck_at_prior
 
@@ -157,7 +157,7 @@ def curves(log) -> List[Finding]:
     if overfit:
         sev = "warning" if rise >= OVERFIT_WARN else "info"
         out.append(_f("curves", sev, "overfitting",
-                      f"overfitting since epoch {eps[e_best]}: validation loss {fmt(vv[best])} -> {fmt(vv[-1])} "
+                      f"overfitting since epoch {ep(eps[e_best])}: validation loss {fmt(vv[best])} -> {fmt(vv[-1])} "
                       f"(+{fmt(100 * rise)}%) while training loss fell {fmt(tr[e_best])} -> {fmt(tr[-1])}", ev,
                       ["model capacity too large for the data", "too little regularisation", "too few samples"],
                       ["early stopping with best weights restored (F2, on by default)",
@@ -167,6 +167,6 @@ def curves(log) -> List[Finding]:
     if vdir == "down" or tdir == "down":
         out.append(_f("curves", "info", "learning",
                       f"train and validation losses {'still falling' if vdir == 'down' else 'converging'} "
-                      f"(val best {fmt(vv[best])} at epoch {eps[e_best]})", ev, [],
+                      f"(val best {fmt(vv[best])} at epoch {ep(eps[e_best])})", ev, [],
                       ["train longer while validation improves (I5)"], ["G1", "I5"], eps[-1]))
     return out

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from kerasrecipe.diagnose._view import finite, fmt, num, view
+from kerasrecipe.diagnose._view import ep, finite, fmt, num, view
 from kerasrecipe.diagnose.finding import Finding
 
 
@@ -94,7 +94,7 @@ def stuck_at_prior(log) -> List[Finding]:
         return [Finding(
             rule="stuck_at_prior", severity="error",
             symptom=(f"training loss {fmt(tr[-1], 4)} has stayed at the prior's value {fmt(h, 4)} = {how} for {streak} "
-                     f"epochs (since epoch {eps[first]}): the model predicts the prior and learned nothing"),
+                     f"epochs (since epoch {ep(eps[first])}): the model predicts the prior and learned nothing"),
             evidence={"prior_loss": h, "prior": how, "loss": float(tr[-1]), "epochs": streak, "since_epoch": eps[first]},
             epoch=eps[first], **common,
         )]
@@ -144,7 +144,7 @@ def above_prior(log) -> List[Finding]:
     return [Finding(
         rule="above_prior", severity="warning",
         symptom=(f"training loss {fmt(tr[-1])} is {fmt(tr[-1] / h, 2)}x the prior's {fmt(h, 4)} ({how}) for {streak} "
-                 f"epochs (since epoch {eps[first]}): the outputs are confidently wrong"),
+                 f"epochs (since epoch {ep(eps[first])}): the outputs are confidently wrong"),
         evidence={"prior_loss": h, "loss": float(tr[-1]), "ratio": float(tr[-1] / h), "epochs": streak},
         causes=["a divergent step (learning rate too high) saturated the outputs",
                 "an output activation that cannot express the targets' probabilities"],
@@ -182,7 +182,7 @@ def loss_domain(log) -> List[Finding]:
     if value < -LOSS_OVERFLOW:
         return [Finding(
             rule="loss_domain", severity="error",
-            symptom=(f"cross-entropy loss is {fmt(value)} at epoch {epoch}: far beyond what clipped probabilities "
+            symptom=(f"cross-entropy loss is {fmt(value)} at epoch {ep(epoch)}: far beyond what clipped probabilities "
                      "allow, the logits overflowed (the run diverged)"),
             evidence={"loss": value, "epoch": epoch},
             causes=["learning rate too high: the weights and logits blew up", "exploding gradients"],
@@ -191,7 +191,7 @@ def loss_domain(log) -> List[Finding]:
         )]
     return [Finding(
         rule="loss_domain", severity="error",
-        symptom=f"cross-entropy loss is negative ({fmt(value)} at epoch {epoch}): impossible for targets in [0, 1]",
+        symptom=f"cross-entropy loss is negative ({fmt(value)} at epoch {ep(epoch)}): impossible for targets in [0, 1]",
         evidence={"loss": value, "epoch": epoch},
         causes=["labels scaled or encoded wrongly for the loss (e.g. {-1, 1} or {0, 255} with binary cross-entropy)"],
         fixes=["map labels to 0/1 (binary) or 0..C-1 (sparse categorical); check y right before fit (C8)"],
@@ -241,7 +241,7 @@ def oscillating_loss(log) -> List[Finding]:
                 amp = float(np.median((m[jumps + 1] - m[jumps]) / np.maximum(np.abs(m[jumps]), 1e-12)))
                 return [_osc_finding(
                     f"per-batch loss jumps up {len(jumps)} times in {k - 1} windows of {w} batches "
-                    f"(median jump +{fmt(100 * amp)}%, > {OSC_Z:g} standard errors of batch noise), first at epoch {epoch}",
+                    f"(median jump +{fmt(100 * amp)}%, > {OSC_Z:g} standard errors of batch noise), first at epoch {ep(epoch)}",
                     {"jumps": int(len(jumps)), "windows": int(k), "window": w, "median_jump_rel": amp,
                      "max_z": float(z.max())}, epoch, step)]
         return []
@@ -375,7 +375,7 @@ def lr_decayed_too_early(log) -> List[Finding]:
     planned = v.meta.get("epochs")
     return [Finding(
         rule="lr_decayed_too_early", severity="warning",
-        symptom=(f"learning rate fell to {fmt(lrs[k])} (<= 1% of its peak {fmt(peak)}) at epoch {eps[k]}"
+        symptom=(f"learning rate fell to {fmt(lrs[k])} (<= 1% of its peak {fmt(peak)}) at epoch {ep(eps[k])}"
                  + (f" of {planned}" if planned else "")
                  + f" while the loss was still falling {fmt(100 * rate_before)}%/epoch; since then "
                    f"{fmt(100 * rate_after)}%/epoch"),
