@@ -268,6 +268,38 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
     assert es.best == pytest.approx(min(log.epoch_series("val_loss")))  # early stopping's state came back
 
 
+class SubNet(keras.Model):  # subclassed: no weights until built (TensorFlow builds at the first step)
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.h = L.Dense(16, activation="relu")
+        self.o = L.Dense(10, activation="softmax")
+
+    def call(self, x, training=False):
+        return self.o(self.h(x))
+
+
+def test_unbuilt_subclassed_model_resumes_and_is_probed(tmp_path, small):
+    x, y = small
+    run_dir = str(tmp_path / "run")
+    fit = dict(x=x, y=y, validation_split=0.2, epochs=3, batch_size=64, verbose=0)
+    model = SubNet()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(callbacks=kr.default(run_dir=run_dir, tensorboard=False, monitor_interval=3)
+                  + [Crash(epoch=1, batch=2)], **fit)
+    model = SubNet()  # a new process: a fresh, unbuilt model on the same run directory
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    rec = Record()
+    cbs = kr.default(run_dir=run_dir, tensorboard=False, monitor_interval=3)
+    model.fit(callbacks=cbs + [rec], **fit)
+    assert rec.begins == [1, 2]
+    log = find_runlog(cbs)
+    assert [e for e in log.of("event") if e["event"] == "resume"]
+    layers = log.of("layer")
+    assert layers and all(r["grad_norm"] is not None and r["grad_norm"] > 0 for r in layers)
+    assert not [e for e in log.of("event") if e["event"] == "note" and e.get("where") in ("build", "probe")]
+
+
 def test_backup_of_another_model_is_refused_clearly(tmp_path, small):
     x, y = small
     run_dir = str(tmp_path / "run")

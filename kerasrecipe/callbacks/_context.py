@@ -158,6 +158,28 @@ class RunContext:
             self.set_monitor(wanted)
 
 
+def ensure_built(model, probe) -> Optional[str]:
+    """Build a model that fit has not built yet, as fit itself does on JAX and PyTorch before the
+    callbacks start (TensorFlow without a distribution strategy builds at the first step, after
+    `on_train_begin`: a subclassed model, or a Sequential without an Input, then has no weights
+    for the crash backup to restore nor for the probes to watch). Uses the probe batch's shapes.
+    Returns None when the model is built (or now is), else why not."""
+    try:
+        unbuilt = not all(layer.built for layer in model._flatten_layers())
+    except Exception:
+        unbuilt = not getattr(model, "built", True)
+    if not unbuilt:
+        return None
+    build = getattr(model, "_symbolic_build", None)
+    if probe is None or build is None:
+        return "the model is not built before its first step and no probe batch is known to build it from"
+    try:
+        build(data_batch=(probe[0], probe[1], None))
+    except Exception as e:
+        return f"could not build the model from the probe batch ({type(e).__name__}: {e})"
+    return None
+
+
 # ---------------------------------------------------------------------- fit arguments
 _FIT_NAMES = ("x", "y", "batch_size", "validation_data", "validation_split", "epoch_iterator", "steps_per_epoch",
               "sample_weight", "class_weight", "epochs")

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 
 from kerasrecipe.callbacks._context import (RunContext, capture_fit_args, class_counts, describe_layers,
-                                            describe_loss, is_finite_number, probe_from_fit, _length)
+                                            describe_loss, ensure_built, is_finite_number, probe_from_fit, _length)
 from kerasrecipe.io import append_jsonl, atomic_write_json, atomic_write_text
 
 FLUSH_SECONDS = 2.0
@@ -174,6 +174,10 @@ class RunLogger(keras.callbacks.Callback):
                 ctx.probe_note = note
             else:
                 ctx.probe_note = "the fit call's data could not be read; pass probe_data=(x, y) to default()"
+        why = ensure_built(self.model, ctx.probe)
+        if why:
+            ctx.note(f"{why}; the crash backup and the health probes need its weights: build it before fit "
+                     "(model.build(input_shape), or call it on one batch)", where="build")
         if ctx.run_dir is not None and ctx.fit_index == 0:
             ctx.config.to_json(ctx.path("config.json"))
         if ctx.run_dir is not None:
