@@ -143,6 +143,41 @@ def scale_learning_rate(optimizer, factor: float, *, min_lr: float = 0.0, model=
     return changed
 
 
+def plateau_multipliers(optimizer) -> list:
+    """Per (sub-)optimizer, the multiplier of its `PlateauAware` schedule (what LR halving has
+    done to a schedule), or None where the learning rate is not such a schedule. A float learning
+    rate lives in an optimizer variable instead (saved with the optimizer's state)."""
+    from kerasrecipe.schedules import PlateauAware
+
+    opt = _check_optimizer(optimizer)
+    subs = opt.optimizers if _is_multi(opt) else [opt]
+    return [float(o._learning_rate.multiplier) if isinstance(o._learning_rate, PlateauAware) else None for o in subs]
+
+
+def set_plateau_multipliers(optimizer, multipliers, *, model=None) -> bool:
+    """Put back multipliers from `plateau_multipliers` (a crash resume): a schedule is wrapped in
+    `PlateauAware` as LR halving does. Returns True if any learning rate changed."""
+    from kerasrecipe.schedules import PlateauAware
+
+    opt = _check_optimizer(optimizer)
+    subs = opt.optimizers if _is_multi(opt) else [opt]
+    if len(multipliers) != len(subs):
+        return False
+    changed = False
+    for o, m in zip(subs, multipliers):
+        lr = o._learning_rate
+        if m is None or not isinstance(lr, LearningRateSchedule):
+            continue
+        if isinstance(lr, PlateauAware):
+            lr.multiplier = float(m)
+        else:
+            object.__setattr__(o, "_learning_rate", PlateauAware(lr, float(m)))
+        changed = True
+    if changed and model is not None:
+        refresh_train_function(model)
+    return changed
+
+
 def refresh_train_function(model) -> None:
     """Rebuild a model's traced train function (TensorFlow, JAX) so that Python-side changes
     (a schedule's multiplier, an optimizer's hyperparameter) take effect at the next step."""

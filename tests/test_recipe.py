@@ -300,6 +300,40 @@ def test_unbuilt_subclassed_model_resumes_and_is_probed(tmp_path, small):
     assert not [e for e in log.of("event") if e["event"] == "note" and e.get("where") in ("build", "probe")]
 
 
+def test_resume_keeps_the_lr_halving_of_a_schedule(tmp_path, small):
+    """LR halving of a schedule is a multiplier beside the optimizer's variables: the backup keeps it."""
+    from kerasrecipe.callbacks.checkpoint import RecipeBackup
+    from kerasrecipe.optimizers import get_learning_rate, scale_learning_rate
+
+    class Halve(keras.callbacks.Callback):  # what a plateau does at the end of epoch 1
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                scale_learning_rate(self.model.optimizer, 0.5, model=self.model)
+
+    class LRs(keras.callbacks.Callback):
+        seen = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.seen.append(get_learning_rate(self.model.optimizer))
+
+    def model():
+        m = mlp()
+        m.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, 100000)),
+                  "sparse_categorical_crossentropy")
+        return m
+
+    x, y = small
+    run_dir = str(tmp_path / "run")
+    fit = dict(x=x, y=y, validation_split=0.2, epochs=4, batch_size=64, verbose=0)
+    cbs = kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False)
+    at = next(i for i, cb in enumerate(cbs) if isinstance(cb, RecipeBackup))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model().fit(callbacks=cbs[:at] + [Halve()] + cbs[at:] + [Crash(epoch=2, batch=1)], **fit)
+    lrs = LRs()
+    model().fit(callbacks=kr.default(run_dir=run_dir, tensorboard=False, monitor_health=False) + [lrs], **fit)
+    assert lrs.seen[-2] == pytest.approx(1.5e-3, rel=1e-3)  # epoch 2 again, at the halved rate
+
+
 def test_backup_of_another_model_is_refused_clearly(tmp_path, small):
     x, y = small
     run_dir = str(tmp_path / "run")

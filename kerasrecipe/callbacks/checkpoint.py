@@ -10,8 +10,8 @@ monitored value and every weight are finite, so a diverged epoch can never becom
 RecipeBackup makes a run resumable after a crash, like Keras's BackupAndRestore but with atomic
 writes and the recipe's state included: at every epoch end it writes `RUN_DIR/backup/` (the
 values of the model's weights and of the optimizer's variables in `latest.npz`, the epoch to
-resume from, and the state of early stopping / LR plateau callbacks: their counters, best value
-and early stopping's best weights). The backup is internal (read back only by RecipeBackup into
+resume from, the state of early stopping / LR plateau callbacks: their counters, best value
+and early stopping's best weights, and the multiplier LR halving put on a schedule). The backup is internal (read back only by RecipeBackup into
 the same model), so it is a plain array file: 8-16 ms an epoch for the small CNN of
 benchmarks/bench_recipe.py, where the checkpoint's `save_weights` takes 27-44 ms (benchmarks/RESULTS.md,
 section "recipe"). When `fit` is called again after
@@ -267,6 +267,10 @@ class RecipeBackup(keras.callbacks.Callback):
             bw = os.path.join(self.directory, f"best_weights_{i}.npz")
             if hasattr(cb, "best_weights") and os.path.exists(bw):
                 cb.best_weights = _load_arrays(bw)
+        if meta.get("lr_multipliers") and opt is not None:
+            from kerasrecipe.optimizers import set_plateau_multipliers
+
+            set_plateau_multipliers(opt, meta["lr_multipliers"], model=self.model)
         self.model._initial_epoch = int(meta["next_epoch"])
         self.resumed_from = int(meta["next_epoch"])
         ctx = self.context
@@ -299,10 +303,16 @@ class RecipeBackup(keras.callbacks.Callback):
                 _save_arrays(os.path.join(d, f"best_weights_{i}.npz"), bw)
                 self._best_saved[i] = getattr(cb, "best_epoch", None)
         ctx = self.context
+        opt = getattr(self.model, "optimizer", None)
+        multipliers = None
+        if opt is not None:  # LR halving of a schedule: a Python float beside the optimizer's variables
+            from kerasrecipe.optimizers import plateau_multipliers
+
+            multipliers = plateau_multipliers(opt)
         atomic_write_json(os.path.join(d, "state.json"),
                           {"next_epoch": int(epoch) + 1, "step": ctx.step,
                            "run_epoch": ctx.run_epoch(epoch) if ctx.fit_index >= 0 else int(epoch),
-                           "callbacks": states})
+                           "callbacks": states, "lr_multipliers": multipliers})
 
     def on_train_end(self, logs=None):
         if os.path.exists(self.directory):
