@@ -14,7 +14,7 @@ The callbacks, in the order Keras calls them (they share one RunContext and one 
 | NaNGuard                         | G2          | stop on NaN/Inf, restore finite weights, origin |
 | HealthMonitor                    | G3, G4      | per-layer activations/gradients/update ratios   |
 | RecipeCheckpoint                 | A5          | checkpoints/epochNNNN-<monitor><value>...       |
-| keras EarlyStopping              | F2          | on val_loss, best weights restored              |
+| RecipeEarlyStopping              | F2          | on val_loss, best weights restored              |
 | ReduceLROnPlateauAny (LR tools)  | D3          | halve the LR on a plateau, schedules included   |
 | EpochTensorBoard                 | A6          | RUN_DIR/tensorboard, when tensorboard installed |
 | RecipeBackup                     | -           | resume after a crash                            |
@@ -87,8 +87,9 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
         >>> kerasrecipe.recipe.find_run_dir(cbs)
         'runs/adam-lr3e-04-bs32-plateau-s42-20261127-010203-best_val_loss0.0912'
     """
-    from kerasrecipe.callbacks._context import RunContext
+    from kerasrecipe.callbacks._context import RunContext, monitor_mode
     from kerasrecipe.callbacks.checkpoint import RecipeBackup, RecipeCheckpoint
+    from kerasrecipe.callbacks.early_stopping import RecipeEarlyStopping
     from kerasrecipe.callbacks.diagnosis import DiagnosisCallback
     from kerasrecipe.callbacks.health import HealthMonitor
     from kerasrecipe.callbacks.nan_guard import NaNGuard
@@ -114,8 +115,8 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
         ckpt = RecipeCheckpoint(context=ctx, mode=cfg.checkpoint, keep_best=max(cfg.keep_best, 1))
         cbs.append(ckpt)
     stateful = []
-    es = keras.callbacks.EarlyStopping(monitor=ctx.monitor, patience=cfg.early_stopping_patience,
-                                       restore_best_weights=cfg.restore_best_weights, verbose=0)
+    es = RecipeEarlyStopping(monitor=ctx.monitor, patience=cfg.early_stopping_patience,
+                             restore_best_weights=cfg.restore_best_weights, verbose=0)
     ctx.retarget.append(es)
     stateful.append(es)
     cbs.append(es)
@@ -124,7 +125,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
 
         plateau = ReduceLROnPlateauAny(monitor=ctx.monitor, factor=cfg.plateau_factor,
                                        patience=cfg.plateau_patience, min_lr=cfg.min_lr,
-                                       runlog=ctx.runlog)
+                                       mode=monitor_mode(ctx.monitor), runlog=ctx.runlog)
         ctx.retarget.append(plateau)
         stateful.append(plateau)
         cbs.append(plateau)

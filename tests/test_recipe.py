@@ -334,6 +334,51 @@ def test_resume_keeps_the_lr_halving_of_a_schedule(tmp_path, small):
     assert lrs.seen[-2] == pytest.approx(1.5e-3, rel=1e-3)  # epoch 2 again, at the halved rate
 
 
+def _my_acc(y_true, y_pred):  # a custom metric: Keras cannot tell its direction from the name
+    import keras.ops as O
+
+    hit = O.equal(O.cast(O.reshape(y_true, (-1,)), "int32"), O.cast(O.argmax(y_pred, -1), "int32"))
+    return O.cast(hit, "float32")
+
+
+def test_custom_metric_monitor_validation_freq_and_a_misspelt_monitor(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=[_my_acc])
+    cbs = recipe(tmp_path, monitor="val__my_acc")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, validation_split=0.2, validation_freq=2, epochs=4, batch_size=64, callbacks=cbs, verbose=0)
+    # no "metric not available" warnings on the epochs without validation
+    assert not [w for w in caught if "val__my_acc" in str(w.message)], [str(w.message) for w in caught]
+    es = next(cb for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping))
+    assert es.mode == "max" and es.best == pytest.approx(np.nanmax(np.array(find_runlog(cbs).epoch_series("val__my_acc"), float)))
+    assert not [e for e in find_runlog(cbs).of("event") if e["event"] == "checkpoint_skipped"]
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    cbs = recipe(tmp_path, monitor="val_acuracy")
+    with pytest.raises(ConfigError, match="monitors 'val_acuracy'.*val_accuracy"):
+        model.fit(x, y, validation_split=0.2, epochs=3, batch_size=64, callbacks=cbs, verbose=0)
+    assert os.path.exists(os.path.join(find_run_dir(cbs), "history.csv"))
+
+
+def test_training_on_with_initial_epoch_numbers_epochs_on(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path, monitor_health=False, checkpoint="every")
+    model.fit(x, y, validation_split=0.2, epochs=2, batch_size=64, callbacks=cbs, verbose=0)
+    model.fit(x, y, validation_split=0.2, initial_epoch=2, epochs=4, batch_size=64, callbacks=cbs, verbose=0)
+    model.fit(x, y, validation_split=0.2, epochs=1, batch_size=64, callbacks=cbs, verbose=0)  # Keras's epoch 0
+    log = find_runlog(cbs)
+    assert [r["epoch"] for r in log.of("epoch")] == [0, 1, 2, 3, 4]
+    files = sorted(os.listdir(os.path.join(find_run_dir(cbs), "checkpoints")))
+    assert [f[:9] for f in files if f.endswith(".h5")] == ["epoch0001", "epoch0002", "epoch0003", "epoch0004",
+                                                            "epoch0005"]
+
+
 def test_backup_of_another_model_is_refused_clearly(tmp_path, small):
     x, y = small
     run_dir = str(tmp_path / "run")

@@ -13,6 +13,7 @@ _EXPORTS = {
     "NaNGuard": "nan_guard",
     "RecipeCheckpoint": "checkpoint",
     "RecipeBackup": "checkpoint",
+    "RecipeEarlyStopping": "early_stopping",
     "DiagnosisCallback": "diagnosis",
     "EpochTensorBoard": "tensorboard",
 }

@@ -30,6 +30,12 @@ def monitor_mode(name: str) -> str:
     return "max" if any(h in base for h in _MAX_HINTS) else "min"
 
 
+def validation_skipped(monitor: str, logs) -> bool:
+    """True when `monitor` is a validation metric and this epoch ran no validation
+    (`fit(validation_freq=k)`): its absence from the logs is expected, not an error."""
+    return str(monitor).startswith("val_") and not any(str(k).startswith("val_") for k in (logs or {}))
+
+
 def is_finite_number(v) -> bool:
     try:
         return v is not None and math.isfinite(float(v))
@@ -133,8 +139,10 @@ class RunContext:
         for cb in self.retarget:
             if getattr(cb, "monitor", None) != name:
                 cb.monitor = name
+                if hasattr(cb, "mode"):
+                    cb.mode = monitor_mode(name)
                 if hasattr(cb, "monitor_op"):
-                    cb.monitor_op = None  # Keras recomputes it lazily from the new name
+                    cb.monitor_op = None  # Keras recomputes it lazily from the new name and mode
 
     def resolve_monitor(self, has_validation: Optional[bool], logs: Optional[dict] = None) -> None:
         """Fall back from 'val_X' to 'X' when the fit has no validation data (said once per fit)."""
@@ -182,7 +190,7 @@ def ensure_built(model, probe) -> Optional[str]:
 
 # ---------------------------------------------------------------------- fit arguments
 _FIT_NAMES = ("x", "y", "batch_size", "validation_data", "validation_split", "epoch_iterator", "steps_per_epoch",
-              "sample_weight", "class_weight", "epochs")
+              "sample_weight", "class_weight", "epochs", "initial_epoch")
 
 
 def capture_fit_args(model, max_depth: int = 40) -> Optional[Dict[str, Any]]:

@@ -31,7 +31,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from kerasrecipe.callbacks._context import RunContext, is_finite_number, monitor_mode
+from kerasrecipe.callbacks._context import RunContext, is_finite_number, monitor_mode, validation_skipped
 from kerasrecipe.errors import ConfigError
 from kerasrecipe.io import atomic_write_bytes, atomic_write_json
 
@@ -138,6 +138,8 @@ class RecipeCheckpoint(keras.callbacks.Callback):
         run_epoch = ctx.run_epoch(epoch) if ctx.fit_index >= 0 else int(epoch)
         logs = logs or {}
         value = logs.get(self.monitor)
+        if value is None and validation_skipped(self.monitor, logs):
+            return  # an epoch without validation (fit's validation_freq): nothing to rank it by
         if not is_finite_number(value) or ("loss" in logs and not is_finite_number(logs["loss"])):
             ctx.runlog.log("event", epoch=run_epoch, step=ctx.step, event="checkpoint_skipped",
                            message=f"no checkpoint for epoch {run_epoch + 1}: {self.monitor}={value}, "

@@ -7,6 +7,7 @@ import warnings
 
 import keras
 
+from kerasrecipe.callbacks._context import validation_skipped
 from kerasrecipe.errors import ConfigError
 from kerasrecipe.optimizers import get_learning_rate, get_learning_rates, scale_learning_rate
 
@@ -73,6 +74,8 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         logs = logs if logs is not None else {}
         self._log_lr(logs)
         current = logs.get(self.monitor)
+        if current is None and validation_skipped(self.monitor, logs):
+            return  # an epoch without validation (fit's validation_freq): nothing to compare
         if current is None:
             warnings.warn(
                 f"ReduceLROnPlateauAny: monitor {self.monitor!r} is not in the logs (available: "

@@ -34,7 +34,9 @@ import keras
 import numpy as np
 
 from kerasrecipe.callbacks._context import (RunContext, capture_fit_args, class_counts, describe_layers,
-                                            describe_loss, ensure_built, is_finite_number, probe_from_fit, _length)
+                                            describe_loss, ensure_built, is_finite_number, probe_from_fit,
+                                            validation_skipped, _length)
+from kerasrecipe.errors import ConfigError
 from kerasrecipe.io import append_jsonl, atomic_write_json, atomic_write_text
 
 FLUSH_SECONDS = 2.0
@@ -155,11 +157,15 @@ class RunLogger(keras.callbacks.Callback):
         ctx = self.context
         resuming = ctx.fit_open  # the previous fit never reached on_train_end: a crash
         ctx.fit_index += 1
+        args = capture_fit_args(self.model) or {}
         if not resuming:
-            ctx.epoch_offset = ctx.epochs_logged
+            # run epochs continue where the run is; Keras counts from initial_epoch (fit(initial_epoch=3,
+            # epochs=6) after a 3-epoch fit is the usual way to train on: its epochs 3..5 are run epochs 3..5)
+            initial = args.get("initial_epoch")
+            initial = int(initial) if isinstance(initial, int) and initial > 0 else 0
+            ctx.epoch_offset = max(ctx.epochs_logged - initial, 0)
         ctx.fit_open = True
         ctx.stopped_reason = None
-        args = capture_fit_args(self.model) or {}
         ctx.fit_info = self._fit_info(args)
         if ctx.probe is None:
             n = ctx.config.probe_batch_size
@@ -316,6 +322,13 @@ class RunLogger(keras.callbacks.Callback):
         if ctx.run_dir is not None:
             append_jsonl(ctx.path("history.jsonl"), [row])
             self.write_history_csv()
+        if ctx.monitor not in logs and not validation_skipped(ctx.monitor, logs):
+            ctx.runlog.flush()
+            raise ConfigError(
+                f"the recipe monitors {ctx.monitor!r} (early stopping, LR halving, best checkpoint), but fit logs "
+                f"no such metric; it logs: {', '.join(sorted(logs))}. Pass one of these as monitor= to "
+                "default() (e.g. monitor='val_accuracy' needs metrics=['accuracy'] in compile); the files of "
+                "this run are kept.")
 
     def write_history_csv(self):
         ctx = self.context
