@@ -276,6 +276,15 @@ def test_stuck_at_imbalanced_prior_entropy():
     assert fs[0].tag == "stuck_at_prior"
 
 
+def test_weighted_loss_prior_scales_with_the_mean_weight():
+    meta = {"class_counts": [300.0, 300.0, 300.0], "loss_weight_mean": 3.0, "loss_weighted": True}
+    h = 3 * math.log(3)
+    assert prior_loss([{"kind": "meta", "loss": "sparse_categorical_crossentropy", **meta}])[0] == pytest.approx(h)
+    fs = diagnose_run(make_log([h * 1.2, h * 1.01, h, h * 1.005, h], [math.log(3)] * 5, num_classes=3,
+                               meta_extra=meta))
+    assert "stuck_at_prior" in tags(fs) and "lr_too_high" not in tags(fs)
+
+
 def test_val_never_below_prior_while_train_memorises():
     tr = [2.3, 2.2, 2.0, 1.7, 1.4, 1.1]
     fs = diagnose_run(make_log(tr, [2.31, 2.33, 2.38, 2.45, 2.55, 2.7]))

@@ -195,14 +195,18 @@ def test_relu_bias_minus_10_dead_units(tmp_path, small):
     assert dead and dead[0]["layer"] == "dense"
 
 
-def test_shuffled_labels_stuck_at_prior(tmp_path, small):
+@pytest.mark.parametrize("weighting", [None, "class_weight"])
+def test_shuffled_labels_stuck_at_prior(tmp_path, small, weighting):
+    """With class_weight Keras's loss is the weighted sum over the number of samples: the prior's
+    loss scales with the mean weight (3 here); a false 'lr_too_high' was reported before."""
     x, y = small
     model = mlp()
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     cbs = recipe(tmp_path)
+    kw = {"class_weight": {c: 3.0 for c in range(10)}} if weighting else {}
     model.fit(x, np.random.RandomState(1).permutation(y), validation_split=0.2, epochs=5, batch_size=32,
-              callbacks=cbs, verbose=0)
-    assert "stuck_at_prior" in tags(cbs)
+              callbacks=cbs, verbose=0, **kw)
+    assert "stuck_at_prior" in tags(cbs) and "lr_too_high" not in tags(cbs)
 
 
 class Crash(keras.callbacks.Callback):

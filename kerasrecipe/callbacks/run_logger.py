@@ -211,12 +211,18 @@ class RunLogger(keras.callbacks.Callback):
             # with class_weight / sample_weight the training loss is a weighted mean: its prior is
             # the weighted class distribution, and it is not on the validation loss's scale
             info["loss_weighted"] = args.get("class_weight") is not None or args.get("sample_weight") is not None
-            info["class_counts"] = class_counts(keras.ops.convert_to_numpy(y), loss["num_classes"],
-                                                class_weight=args.get("class_weight"),
-                                                sample_weight=args.get("sample_weight")) \
-                if (y is not None and loss["task"] == "classification" and _length(y) is not None) else None
+            info["class_counts"] = info["loss_weight_mean"] = None
+            if y is not None and loss["task"] == "classification" and _length(y) is not None:
+                yn = keras.ops.convert_to_numpy(y)
+                info["class_counts"] = class_counts(yn, loss["num_classes"], class_weight=args.get("class_weight"),
+                                                    sample_weight=args.get("sample_weight"))
+                plain = class_counts(yn, loss["num_classes"]) if info["loss_weighted"] else None
+                # Keras divides the weighted loss sum by the number of samples, not by the weights'
+                # sum: the weighted loss is on a scale of (mean weight) x the plain one
+                if info["class_counts"] and plain and sum(plain) > 0:
+                    info["loss_weight_mean"] = float(sum(info["class_counts"]) / sum(plain))
         except Exception:
-            info["class_counts"] = None
+            info["class_counts"] = info["loss_weight_mean"] = None
         return info
 
     def _log_meta(self, resuming):
@@ -238,6 +244,7 @@ class RunLogger(keras.callbacks.Callback):
                 "has_validation": ctx.fit_info.get("has_validation"),
                 "class_counts": ctx.fit_info.get("class_counts"),
                 "loss_weighted": bool(ctx.fit_info.get("loss_weighted")),
+                "loss_weight_mean": ctx.fit_info.get("loss_weight_mean"),
                 "monitor": ctx.monitor, "backend": keras.backend.backend(),
                 "fit": ctx.fit_index, "epoch_offset": ctx.epoch_offset, "resumed": bool(resuming),
                 "config": ctx.config.to_dict()}

@@ -29,6 +29,10 @@ def prior_loss(log) -> Tuple[Optional[float], str]:
     log 2 = 0.693 for balanced binary, less for imbalanced data when the run's meta record gives
     `class_prior` (class frequencies) or `class_counts`. Mean squared error: the target variance when meta gives
     `target_var` (predicting the mean). Otherwise (unknown loss or classes): None.
+
+    With fit's class_weight / sample_weight (meta `loss_weight_mean`), `class_counts` are the weighted
+    counts and the training loss is Keras's weighted sum divided by the number of samples: the prior's
+    loss is then the mean weight times the entropy of the weighted class distribution.
     """
     v = view(log)
     m = v.meta
@@ -40,6 +44,10 @@ def prior_loss(log) -> Tuple[Optional[float], str]:
         prior = [num(c) for c in counts]
     if "crossentropy" in name or name in ("bce", "cce"):
         if isinstance(prior, (list, tuple)) and len(prior) >= 2 and all(finite(num(p)) for p in prior):
+            w = num(m.get("loss_weight_mean"))
+            if m.get("class_prior") is None and finite(w) and w > 0 and abs(w - 1) > 1e-9:
+                return w * _entropy([num(p) for p in prior]), \
+                    f"mean sample weight {fmt(w, 3)} x the entropy of the weighted class prior"
             return _entropy([num(p) for p in prior]), "entropy of the class prior"
         if "binary" in name:
             return math.log(2), "log 2 (balanced binary prior)"
@@ -98,7 +106,7 @@ def stuck_at_prior(log) -> List[Finding]:
             evidence={"prior_loss": h, "prior": how, "loss": float(tr[-1]), "epochs": streak, "since_epoch": eps[first]},
             epoch=eps[first], **common,
         )]
-    if v.has("val_loss"):
+    if v.has("val_loss") and not v.meta.get("loss_weighted"):  # (weighted: the two losses differ in scale)
         _, va = v.epoch_values("val_loss")
         fin = va[np.isfinite(va)]
         if len(fin) >= PRIOR_EPOCHS and float(fin.min()) >= h * (1 - PRIOR_TOL) and \
