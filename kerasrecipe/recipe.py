@@ -20,7 +20,10 @@ The callbacks, in the order Keras calls them (they share one RunContext and one 
 | RecipeBackup                     | -           | resume after a crash                            |
 | DiagnosisCallback                | G1, G5, C10 | live findings, findings.json, final table       |
 
-The run directory is `config.run_root/<config.run_name or config.short_name()>-<timestamp>`;
+The run directory is `config.run_root/<name>-<timestamp>`: `config.run_name` if given, else the
+key parameters of what the run trains with, read from the compiled optimizer and fit's arguments
+when the first fit begins (e.g. `sgd-lr1e-01-bs128-plateau-s42`: optimizer, learning rate, batch
+size, LR schedule, plateau halving, weight decay, clipping, the seed `seed_everything` applied);
 at the end of each fit it is renamed to end in `-best_<monitor><value>` (see
 callbacks/diagnosis.py). Pass `run_dir=` to choose the directory yourself: it is then never
 renamed, and if it holds a crashed run, the run continues there (resume).
@@ -53,17 +56,19 @@ def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _new_run_dir(cfg: RecipeConfig) -> str:
+def _new_run_dir(cfg: RecipeConfig):
+    """(path, stamp): a new directory `run_root/<name>-<stamp>`; stamp = time (and a counter)."""
     name = cfg.run_name or cfg.short_name()
-    base = os.path.join(cfg.run_root, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    path, n = base, 1
+    stamp0 = time.strftime('%Y%m%d-%H%M%S')
+    stamp, n = stamp0, 1
     while True:
+        path = os.path.join(cfg.run_root, f"{name}-{stamp}")
         try:
             os.makedirs(path)
-            return path
+            return path, stamp
         except FileExistsError:
             n += 1
-            path = f"{base}-{n}"
+            stamp = f"{stamp0}-{n}"
 
 
 def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = None, probe_data=None,
@@ -85,7 +90,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
         >>> cbs = kerasrecipe.default(epochs=30, monitor_interval=20)
         >>> model.fit(x, y, validation_split=0.2, epochs=30, callbacks=cbs)
         >>> kerasrecipe.recipe.find_run_dir(cbs)
-        'runs/adam-lr3e-04-bs32-plateau-s42-20261127-010203-best_val_loss0.0912'
+        'runs/adam-lr1e-03-bs32-plateau-s42-20261127-010203-best_val_loss0.0912'
     """
     from kerasrecipe.callbacks._context import RunContext, monitor_mode
     from kerasrecipe.callbacks.checkpoint import RecipeBackup, RecipeCheckpoint
@@ -99,7 +104,10 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
     if probe_data is not None and not (isinstance(probe_data, (tuple, list)) and len(probe_data) == 2):
         raise InputTypeError(f"probe_data must be a tuple (x, y), got {type(probe_data).__name__}")
     if run_dir is None:
-        ctx = RunContext(cfg, _new_run_dir(cfg), rename_at_end=True)
+        path, stamp = _new_run_dir(cfg)
+        ctx = RunContext(cfg, path, rename_at_end=True)
+        if cfg.run_name is None:  # renamed at the first fit from what it trains with (RunLogger)
+            ctx.name_stamp = stamp
     else:
         run_dir = os.fspath(run_dir)
         os.makedirs(run_dir, exist_ok=True)
@@ -132,6 +140,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
     tb = None
     if cfg.tensorboard and _tensorboard_available():
         tb = EpochTensorBoard(log_dir=ctx.path("tensorboard"), histogram_freq=0)
+        ctx.tensorboard = tb
         cbs.append(tb)
     if cfg.backup:
         cbs.append(RecipeBackup(context=ctx, stateful=stateful))

@@ -94,4 +94,16 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> dict:
                 os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
                 actions.append("XLA_FLAGS += --xla_gpu_deterministic_ops=true")
                 notes.append("XLA_FLAGS only applies if JAX's GPU backend was not initialised yet")
+    global _LAST_SEED
+    _LAST_SEED = seed
     return {"seed": seed, "deterministic": deterministic, "backend": b, "actions": actions, "notes": notes}
+
+
+_LAST_SEED = None
+
+
+def last_seed():
+    """The seed of this process's last `seed_everything` call, or None: what a run log can honestly
+    record as its seed (a RecipeConfig's `seed` is applied only by the APIs that seed: the
+    estimators, cross-validation, ensembles, the demo)."""
+    return _LAST_SEED

@@ -40,14 +40,18 @@ def test_healthy_run_writes_every_file_and_no_warning(tmp_path, small):
     x, y = small
     model = mlp()
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    kr.seed_everything(7)
     cbs = recipe(tmp_path)
     first_dir = find_run_dir(cbs)
     assert os.path.basename(first_dir).startswith(kr.RecipeConfig().short_name())
+    stamp = os.path.basename(first_dir)[len(kr.RecipeConfig().short_name()) + 1:]
     hist = model.fit(x, y, validation_split=0.2, epochs=6, batch_size=32, callbacks=cbs, verbose=0)
     run_dir = find_run_dir(cbs)
-    # renamed with the best validation loss, atomically, in the same parent
+    # named from what it trained with when fit began, renamed with the best validation loss at the end
+    # (each an atomic rename in the same parent)
     best = min(hist.history["val_loss"])
-    assert run_dir == f"{first_dir}-best_val_loss{best:.4g}" and not os.path.exists(first_dir)
+    assert run_dir == os.path.join(os.path.dirname(first_dir), f"adam-lr3e-03-bs32-plateau-s7-{stamp}-best_val_loss{best:.4g}")
+    assert not os.path.exists(first_dir)
     for f in ("config.json", "env.json", "runlog.jsonl", "history.csv", "history.jsonl", "findings.json",
               "best.json"):
         assert os.path.isfile(os.path.join(run_dir, f)), f
@@ -55,7 +59,8 @@ def test_healthy_run_writes_every_file_and_no_warning(tmp_path, small):
     assert 1 <= len(ckpts) <= 3 and all(f.startswith("epoch") and "-val_loss" in f for f in ckpts)
     assert not os.path.exists(os.path.join(run_dir, "backup"))  # deleted after a normal end
     env = json.load(open(os.path.join(run_dir, "env.json")))
-    assert env["backend"] == keras.backend.backend() and env["seed"] == 42 and env["keras"] == keras.__version__
+    assert env["backend"] == keras.backend.backend() and env["keras"] == keras.__version__
+    assert env["seed"] == 7 and env["config_seed"] == 42  # the seed applied, and the config's
     assert kr.RecipeConfig.from_json(os.path.join(run_dir, "config.json")) == kr.RecipeConfig(
         run_root=str(tmp_path / "runs"), tensorboard=False, monitor_interval=5)
     lines = open(os.path.join(run_dir, "history.csv")).read().strip().splitlines()
@@ -91,7 +96,28 @@ def test_healthy_run_writes_every_file_and_no_warning(tmp_path, small):
     log2 = find_runlog(cbs)
     assert [r["epoch"] for r in log2.of("epoch")] == list(range(7))
     assert [m["fit"] for m in log2.of("meta")] == [0, 1]
-    assert os.path.basename(find_run_dir(cbs)).startswith(os.path.basename(first_dir) + "-best_val_loss")
+    assert os.path.basename(find_run_dir(cbs)).startswith(f"adam-lr3e-03-bs32-plateau-s7-{stamp}-best_val_loss")
+
+
+def test_run_name_and_meta_say_what_the_run_trains_with(tmp_path, small):
+    x, y = small
+    model = mlp()
+    model.compile(kr.optimizers.clip_global_norm(keras.optimizers.SGD(
+        keras.optimizers.schedules.CosineDecay(0.1, 1000), momentum=0.9), 5.0), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path, schedule="constant", clipnorm=1.0, monitor_health=False)
+    model.fit(x, y, validation_split=0.2, epochs=1, batch_size=128, callbacks=cbs, verbose=0)
+    name = os.path.basename(find_run_dir(cbs))
+    assert name.startswith("sgd-lr1e-01-bs128-cosinedecay-clip5-"), name
+    meta = find_runlog(cbs).of("meta")[0]
+    assert meta["training"]["optimizer"] == "sgd" and meta["training"]["batch_size"] == 128
+    assert meta["training"]["learning_rate"] == pytest.approx(0.1, rel=1e-3) and meta["training"]["clipnorm"] == 5.0
+    # the config asked for a schedule/clipping the compiled optimizer lacks: said, not silently dropped
+    model = mlp()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    cbs = recipe(tmp_path, schedule="cosine", clipnorm=1.0, monitor_health=False)
+    model.fit(x, y, validation_split=0.2, epochs=1, batch_size=64, callbacks=cbs, verbose=0)
+    notes = [e["message"] for e in find_runlog(cbs).of("event") if e.get("where") == "config"]
+    assert len(notes) == 2 and "schedule='cosine'" in notes[0] and "clipnorm=1" in notes[1]
 
 
 def test_without_validation_monitors_training_loss(tmp_path, small):

@@ -117,6 +117,8 @@ class RunContext:
         self.epoch_rows: List[dict] = []          # history rows (for history.csv)
         self.stopped_reason: Optional[str] = None
         self.nan_handled_fit = -1
+        self.tensorboard = None                   # the EpochTensorBoard of default(), if any (follows renames)
+        self.name_stamp: Optional[str] = None     # the run directory's timestamp part (default() names)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -186,6 +188,85 @@ def ensure_built(model, probe) -> Optional[str]:
     except Exception as e:
         return f"could not build the model from the probe batch ({type(e).__name__}: {e})"
     return None
+
+
+def move_run_dir(ctx: "RunContext", target: str) -> bool:
+    """Rename the run directory (one os.rename in the same parent); the run log, the TensorBoard
+    writer (`ctx.tensorboard`) and every path the callbacks derive from the context follow.
+    Returns False (and leaves a note) when the rename fails."""
+    current = ctx.run_dir
+    if current is None or os.path.abspath(target) == os.path.abspath(current):
+        return True
+    if os.path.exists(target):
+        target = f"{target}-{os.getpid()}"
+    try:
+        ctx.runlog.flush()
+        os.rename(current, target)
+    except OSError as e:
+        ctx.note(f"could not rename the run directory to {os.path.basename(target)!r} ({type(e).__name__}: {e})")
+        return False
+    ctx.runlog.run_dir = target
+    if ctx.tensorboard is not None:
+        ctx.tensorboard.log_dir = os.path.join(target, "tensorboard")
+    return True
+
+
+def describe_training(model, batch_size: Optional[int], seed: Optional[int]) -> Dict[str, Any]:
+    """What this fit really trains with: the compiled optimizer's class, learning rate now, LR
+    schedule, gradient clipping and weight decay, fit's batch size, and the seed applied in this
+    process (None when nothing was seeded)."""
+    import keras
+
+    from kerasrecipe.optimizers import get_learning_rate
+
+    opt = getattr(model, "optimizer", None)
+    out: Dict[str, Any] = {"optimizer": None, "learning_rate": None, "schedule": None, "clipnorm": None,
+                           "weight_decay": None, "batch_size": batch_size, "seed": seed}
+    if opt is None:
+        return out
+    inner = opt.inner_optimizer if isinstance(opt, keras.optimizers.LossScaleOptimizer) else opt
+    cls = type(inner)
+    for c in cls.__mro__:  # the Keras class under kerasrecipe's clipping wrapper
+        if c.__module__.split(".")[0] == "keras":
+            cls = c
+            break
+    out["optimizer"] = cls.__name__.lower()
+    try:
+        out["learning_rate"] = float(get_learning_rate(opt))
+    except Exception:
+        pass
+    lr = getattr(inner, "_learning_rate", None)
+    base = getattr(lr, "schedule", lr)  # PlateauAware wraps the schedule
+    out["schedule"] = "constant" if base is None or isinstance(base, (int, float)) or isinstance(
+        base, keras.Variable) else type(base).__name__.lower()
+    for name in ("max_norm", "global_clipnorm", "clipnorm"):
+        v = getattr(inner, name, None)
+        if isinstance(v, (int, float)) and v:
+            out["clipnorm"] = float(v)
+            break
+    wd = getattr(inner, "weight_decay", None)
+    out["weight_decay"] = float(wd) if isinstance(wd, (int, float)) and wd else None
+    return out
+
+
+def training_name(t: Dict[str, Any], plateau: bool) -> str:
+    """A run-name fragment (A4) from `describe_training`, e.g. 'sgd-lr1e-01-bs128-cosinedecay-plateau-s42'."""
+    parts = [t["optimizer"] or "model"]
+    if t["learning_rate"] is not None:
+        parts.append(f"lr{t['learning_rate']:.0e}")
+    if t["batch_size"]:
+        parts.append(f"bs{t['batch_size']}")
+    if t["schedule"] and t["schedule"] != "constant":
+        parts.append(t["schedule"])
+    if plateau:
+        parts.append("plateau")
+    if t["weight_decay"]:
+        parts.append(f"wd{t['weight_decay']:.0e}")
+    if t["clipnorm"]:
+        parts.append(f"clip{t['clipnorm']:g}")
+    if t["seed"] is not None:
+        parts.append(f"s{t['seed']}")
+    return "-".join(parts)
 
 
 # ---------------------------------------------------------------------- fit arguments

@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import keras
 
-from kerasrecipe.callbacks._context import RunContext, monitor_mode
+from kerasrecipe.callbacks._context import RunContext, monitor_mode, move_run_dir
 from kerasrecipe.io import atomic_write_json
 
 
@@ -55,21 +55,9 @@ def finish_run(ctx: RunContext, checkpoint=None, tensorboard=None) -> Optional[s
                                               "checkpoint": best_file,
                                               "monitor_fallback": ctx.monitor_fallback})
     if ctx.rename_at_end and value is not None and ctx.base_dir:
-        target = f"{ctx.base_dir}-best_{ctx.monitor}{value:.4g}"
-        current = ctx.run_dir
-        if os.path.abspath(target) != os.path.abspath(current):
-            if os.path.exists(target):
-                target = f"{target}-{os.getpid()}"
-            try:
-                ctx.runlog.flush()
-                os.rename(current, target)
-            except OSError as e:
-                ctx.note(f"could not rename the run directory to {os.path.basename(target)!r} "
-                         f"({type(e).__name__}: {e}); best.json has the best value")
-                return ctx.run_dir
-            ctx.runlog.run_dir = target
-            if tensorboard is not None:
-                tensorboard.log_dir = os.path.join(target, "tensorboard")
+        if tensorboard is not None:
+            ctx.tensorboard = tensorboard
+        move_run_dir(ctx, f"{ctx.base_dir}-best_{ctx.monitor}{value:.4g}")
     return ctx.run_dir
 
 

@@ -34,8 +34,9 @@ import keras
 import numpy as np
 
 from kerasrecipe.callbacks._context import (RunContext, capture_fit_args, class_counts, describe_layers,
-                                            describe_loss, ensure_built, is_finite_number, probe_from_fit,
-                                            validation_skipped, _length)
+                                            describe_loss, describe_training, ensure_built, is_finite_number,
+                                            move_run_dir, probe_from_fit, training_name, validation_skipped,
+                                            _length)
 from kerasrecipe.errors import ConfigError
 from kerasrecipe.io import append_jsonl, atomic_write_json, atomic_write_text
 
@@ -43,14 +44,16 @@ FLUSH_SECONDS = 2.0
 
 
 def environment(config) -> dict:
-    """Versions, backend, devices and seed of this process (env.json)."""
+    """Versions, backend, devices and seed of this process (env.json): `seed` is the one
+    `seed_everything` applied in this process (None: unseeded), `config_seed` the config's."""
     import kerasrecipe
+    from kerasrecipe.seeding import last_seed
 
     b = keras.backend.backend()
     env = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "python": sys.version.split()[0],
            "platform": platform.platform(), "machine": platform.machine(), "keras": keras.__version__,
            "backend": b, "numpy": np.__version__, "kerasrecipe": kerasrecipe.__version__,
-           "seed": config.seed, "devices": [], "backend_version": None}
+           "seed": last_seed(), "config_seed": config.seed, "devices": [], "backend_version": None}
     try:
         if b == "tensorflow":
             import tensorflow as tf
@@ -180,6 +183,16 @@ class RunLogger(keras.callbacks.Callback):
                 ctx.probe_note = note
             else:
                 ctx.probe_note = "the fit call's data could not be read; pass probe_data=(x, y) to default()"
+        from kerasrecipe.seeding import last_seed
+
+        ctx.fit_info["training"] = training = describe_training(self.model, ctx.fit_info.get("batch_size"),
+                                                                last_seed())
+        if ctx.fit_index == 0 and not resuming and ctx.name_stamp and ctx.run_dir is not None:
+            target = os.path.join(os.path.dirname(ctx.run_dir),
+                                  f"{training_name(training, ctx.config.schedule == 'plateau')}-{ctx.name_stamp}")
+            if move_run_dir(ctx, target):
+                ctx.base_dir = ctx.run_dir
+        self._config_mismatch(training)
         why = ensure_built(self.model, ctx.probe)
         if why:
             ctx.note(f"{why}; the crash backup and the health probes need its weights: build it before fit "
@@ -192,6 +205,20 @@ class RunLogger(keras.callbacks.Callback):
         self._log_meta(resuming)
         if ctx.probe_note:
             ctx.note(ctx.probe_note, where="probe")
+
+    def _config_mismatch(self, training) -> None:
+        """default() never changes the compiled optimizer: say so when the config asks for a
+        schedule or clipping the optimizer does not have (they take effect through
+        kr.optimizers.from_config, the estimators and cross-validation)."""
+        cfg, ctx = self.context.config, self.context
+        if cfg.schedule not in ("constant", "plateau") and training["schedule"] == "constant":
+            ctx.note(f"the config's schedule={cfg.schedule!r} is not in the compiled optimizer (a constant learning "
+                     "rate): default() does not change the optimizer; compile with "
+                     "kr.optimizers.from_config(config, steps_per_epoch) to train with it", where="config")
+        if cfg.clipnorm and not training["clipnorm"]:
+            ctx.note(f"the config's clipnorm={cfg.clipnorm:g} is not in the compiled optimizer: compile with "
+                     "kr.optimizers.from_config(config) or kr.optimizers.clip_global_norm(optimizer, max_norm)",
+                     where="config")
 
     def _fit_info(self, args) -> dict:
         x = args.get("x")
@@ -245,6 +272,7 @@ class RunLogger(keras.callbacks.Callback):
                 "class_counts": ctx.fit_info.get("class_counts"),
                 "loss_weighted": bool(ctx.fit_info.get("loss_weighted")),
                 "loss_weight_mean": ctx.fit_info.get("loss_weight_mean"),
+                "training": ctx.fit_info.get("training"),
                 "monitor": ctx.monitor, "backend": keras.backend.backend(),
                 "fit": ctx.fit_index, "epoch_offset": ctx.epoch_offset, "resumed": bool(resuming),
                 "config": ctx.config.to_dict()}
