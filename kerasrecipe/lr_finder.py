@@ -10,7 +10,12 @@ they were (bit for bit) afterwards.
 
 How the suggestion is chosen (all three are in `suggestions`):
   - "steepest" (the default `suggestion`): where the smoothed loss falls fastest per decade of
-    learning rate, looking only at the part of the curve before its minimum;
+    learning rate. Made robust to noisy losses (dropout, BatchNorm, small batches): the slope is a
+    least-squares line over a one-decade window, not a difference of neighbouring points, and only
+    the final descent counts: past the first 10% of the loss's fall from its first-decade level, up
+    to its lowest point. None when the loss never falls. Like the plotted curve it reads the
+    smoothed loss, which trails the raw one by about beta/(1-beta) steps (1 decade at the
+    defaults), as in fastai;
   - "valley": fastai's valley rule: the longest stretch over which the loss keeps falling, and the
     point halfway along it (usually more conservative than steepest);
   - "min_div10": the rate of the lowest smoothed loss divided by 10 (the classic rule of thumb).
@@ -37,9 +42,11 @@ class LRFindResult:
         lrs: learning rate of each step (the largest group's rate for a MultiOptimizer).
         losses: raw training loss of each step's batch.
         smoothed: debiased exponential moving average of `losses` (beta).
-        suggestion: the steepest-descent learning rate (see the module docstring).
+        suggestion: the steepest-descent learning rate (see the module docstring); None when the
+            loss does not fall.
         suggestions: {"steepest", "valley", "min_div10"} -> learning rate (None if not found).
-        stop_reason: "end" (swept to end_lr), "diverged" (smoothed loss > diverge_factor x best)
+        stop_reason: "end" (swept to end_lr), "diverged" (the smoothed loss rose above its best by
+            more than (diverge_factor - 1) x max(|best|, spread of the first losses); see `diverged`)
             or "nan" (a non-finite loss).
         beta, diverge_factor: the settings used.
     """
@@ -120,26 +127,60 @@ def smooth(losses, beta: float = 0.98) -> List[float]:
     return out
 
 
-def _skips(n):
-    return min(10, max(1, n // 10)), min(5, max(1, n // 20))
+STEEPEST_WINDOW_DECADES = 1.0   # the slope is a least-squares fit over this width of log10(lr)
+DESCENT_START = 0.1              # the descent starts once the loss fell by 10% of its total drop
+FIRST_MIN_POINTS = 8             # the "first decade" has at least this many points
+
+
+def _window_slopes(x, y, half):
+    """Least-squares slope of y against x over the points within `half` of each x[i] (x sorted)."""
+    out = np.full(len(y), np.nan)
+    lo = np.searchsorted(x, x - half, side="left")
+    hi = np.searchsorted(x, x + half, side="right")
+    for i in range(len(y)):
+        xs, ys = x[lo[i]:hi[i]], y[lo[i]:hi[i]]
+        if len(xs) < 3:
+            continue
+        xc = xs - xs.mean()
+        den = float(np.dot(xc, xc))
+        if den > 0:
+            out[i] = float(np.dot(xc, ys - ys.mean())) / den
+    return out
 
 
 def suggest_steepest(lrs, smoothed) -> Optional[float]:
-    """Learning rate where the smoothed loss falls fastest per decade, before its minimum."""
+    """Learning rate where the smoothed loss falls fastest per decade, on its final descent.
+
+    Robust to the noise of the first steps (the debiased average of only a few losses): the slope
+    at each point is a least-squares line through the smoothed loss over a window one decade of
+    learning rate wide (at least 2 points either side), not the difference of neighbouring points;
+    and only the descent counts: from the last time the loss was within 10% of its total fall of
+    its level over the first decade (the median there), down to its lowest point after that first
+    decade. An early dip of the noisy first steps is neither the minimum nor the descent. None when
+    the loss does not fall below its first-decade level.
+    """
     lrs, sm = np.asarray(lrs, "float64"), np.asarray(smoothed, "float64")
-    n = len(sm)
-    if n < 5:
+    ok = np.isfinite(sm) & np.isfinite(lrs) & (lrs > 0)
+    lrs, sm = lrs[ok], sm[ok]
+    if len(sm) < 5:
         return None
-    start, _ = _skips(n)
-    stop = int(np.nanargmin(sm)) + 1
-    if stop - start < 3:
-        start = 0
-    if stop - start < 3:
+    x = np.log10(lrs)
+    step = float(np.median(np.diff(x)))
+    half = max(STEEPEST_WINDOW_DECADES / 2, 2.01 * step)
+    k = max(FIRST_MIN_POINTS, int(np.searchsorted(x, x[0] + 2 * half, side="right")))
+    k = min(k, len(sm) - 3)                                # the first decade: the level to fall from
+    level = float(np.median(sm[:max(k, 1)]))
+    stop = max(k, 0) + int(np.argmin(sm[max(k, 0):])) + 1    # the lowest point after it
+    seg = sm[:stop]
+    drop = level - float(seg[-1])
+    if not drop > 0:
         return None
-    seg = slice(start, stop)
-    slope = np.gradient(sm[seg], np.log10(lrs[seg]))
-    i = int(np.nanargmin(slope))
-    return float(lrs[seg][i]) if slope[i] < 0 else None
+    above = np.flatnonzero(seg > level - DESCENT_START * drop)
+    begin = int(above[-1]) + 1 if above.size else 0       # the last time the loss was still up there
+    slope = _window_slopes(x[:stop], seg, half)
+    cand = np.where((np.arange(stop) >= begin) & np.isfinite(slope), slope, np.inf)
+    i = int(np.argmin(cand))
+    return float(lrs[i]) if cand[i] < 0 else None
 
 
 def suggest_valley(lrs, smoothed) -> Optional[float]:
@@ -172,7 +213,37 @@ def suggestions_of(lrs, smoothed) -> Dict[str, Optional[float]]:
             "min_div10": suggest_min_div10(lrs, smoothed)}
 
 
+# ---------------------------------------------------------------------------- divergence
+DIVERGE_SPREAD_STEPS = 10   # the batch-to-batch spread of the loss is measured over the first steps
+
+
+def diverged(smoothed_loss, best, first_losses, diverge_factor) -> bool:
+    """The sweep's stop test, for losses of any sign: the smoothed loss rose above its best by more
+    than (diverge_factor - 1) x the loss's scale, the larger of |best| and the spread (max - min)
+    of the raw losses of the first steps. For a positive loss whose best is above that spread this
+    is the classic `smoothed > diverge_factor x best`; a loss that can be negative or reach 0
+    (cosine similarity, Poisson, Gaussian NLL, a shifted loss) is judged by the same rise."""
+    if not math.isfinite(best):
+        return False
+    spread = (max(first_losses) - min(first_losses)) if first_losses else 0.0
+    scale = max(abs(best), spread, 1e-12)
+    return smoothed_loss - best > (diverge_factor - 1.0) * scale
+
+
 # ---------------------------------------------------------------------------- data
+def _as_arrays(x):
+    """Table-like inputs (pandas DataFrame/Series, polars: anything with `shape` and `to_numpy()`)
+    -> NumPy arrays, inside lists/tuples/dicts too; arrays, backend tensors and data pipelines are
+    left as they are."""
+    if isinstance(x, dict):
+        return {k: _as_arrays(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_as_arrays(v) for v in x)
+    if not isinstance(x, np.ndarray) and hasattr(x, "shape") and callable(getattr(x, "to_numpy", None)):
+        return np.asarray(x.to_numpy())
+    return x
+
+
 class _Batches:
     """Endless batches: arrays are reshuffled each pass; re-iterable datasets restart; one-shot
     iterators raise ConfigError when they run out before the sweep ends."""
@@ -316,7 +387,8 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
     """LR range test (tip D2) on a compiled model; the model and optimizer are restored afterwards.
 
     Trains one batch per step while the learning rate grows exponentially from `start_lr` to
-    `end_lr`; stops early when the smoothed loss exceeds `diverge_factor` x its best (or is NaN);
+    `end_lr`; stops early when the smoothed loss diverges (for a positive loss: exceeds
+    `diverge_factor` x its best; any sign: see `diverged`) or is NaN;
     then puts back every model variable (weights, BatchNorm statistics, seed states) and every
     optimizer variable (moments, iteration count, learning rate) exactly, and the optimizer's
     learning-rate object (float, schedule). Metrics are reset.
@@ -324,14 +396,16 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
     Args:
         model: a compiled Keras model (optimizer and loss). A MultiOptimizer keeps its groups'
             ratios; `lrs` report the largest group's rate.
-        x, y: arrays (reshuffled and reused as often as the sweep needs), or x a dataset /
-            generator / PyDataset yielding (x, y) batches (y=None then).
+        x, y: arrays or pandas DataFrames/Series (reshuffled and reused as often as the sweep
+            needs), or x a dataset / generator / PyDataset yielding (x, y) batches (y=None then).
         start_lr, end_lr: the range of the sweep (D2: from 1e-7).
         num_steps: steps of the sweep; None -> as many as a factor of `step_factor` per step needs
             (1.05: 379 steps from 1e-7 to 10). At least 20.
         batch_size: for arrays; None -> 32 (the recipe's default batch size).
         beta: smoothing of the loss (debiased EMA).
-        diverge_factor: stop when the smoothed loss exceeds this multiple of its best.
+        diverge_factor: stop when the smoothed loss exceeds this multiple of its best (losses that
+            can be negative or 0: when it rose by (diverge_factor - 1) x max(|best|, the spread of
+            the first 10 losses) above it).
         shuffle, seed: order of array batches.
         verbose: 1 shows a progress bar (rich) and the suggestion; 0 is silent.
         runlog: a `kerasrecipe.RunLog` to record the result in (record kind "lr_find").
@@ -375,7 +449,7 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"lr_find: batch_size={batch_size!r} must be an integer > 0")
     q = (end_lr / start_lr) ** (1.0 / (num_steps - 1))
-    batches = _Batches(x, y, batch_size, shuffle, seed, num_steps)
+    batches = _Batches(_as_arrays(x), _as_arrays(y), batch_size, shuffle, seed, num_steps)
 
     optimizer = model.optimizer
     first = next(batches)
@@ -396,7 +470,7 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or len(leaves) == 1:
         ratios = [1.0]
 
-    lrs, losses, smoothed = [], [], []
+    lrs, losses, smoothed, first_losses = [], [], [], []
     stop_reason, best, avg = "end", math.inf, 0.0
     progress = _progress(verbose, num_steps)
     try:
@@ -425,7 +499,9 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
             smoothed.append(s)
             if progress is not None:
                 progress.advance(lr, loss)
-            if i > 0 and s > diverge_factor * best:
+            if i < DIVERGE_SPREAD_STEPS:
+                first_losses.append(loss)
+            if i > 0 and diverged(s, best, first_losses, diverge_factor):
                 stop_reason = "diverged"
                 break
             best = min(best, s)

@@ -189,3 +189,53 @@ def test_padding_percentiles_for_integer_sequences():
     # float inputs: not sequences
     assert run(mlp(), rng.standard_normal((50, 8)).astype("float32"), np.arange(50) % 3,
                ["padding"])["padding"].status == "skipped"
+
+
+def test_integer_tabular_features_are_numbers_not_token_ids():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 1000, (300, 6))
+    x[:, 4] = 7  # one constant integer column
+    y = (x[:, 0] > 500).astype("int32")
+    checks = ["input_scale", "constant_features", "padding", "shift"]
+    r = run(mlp(d=6, c=2), x, y, checks, validation_data=(x[:60], y[:60]))
+    assert r["input_scale"].status == "warning" and r["input_scale"].tags == ["unnormalized_input"]
+    assert "Normalization" in r["input_scale"].fix
+    assert r["constant_features"].evidence["constant"]["x"]["first"] == [4]
+    assert r["shift"].status == "passed" and "x" in r["shift"].evidence
+    assert r["padding"].status == "skipped" and "Embedding" in r["padding"].summary
+    # the same integers into an Embedding are token ids: no per-feature statistics, padding applies
+    e = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(1000, 4),
+                          keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, activation="softmax")])
+    e.compile("adam", "sparse_categorical_crossentropy")
+    r = run(e, x, y, checks, validation_data=(x[:60], y[:60]))
+    assert r["input_scale"].status == "skipped" and "Embedding" in r["input_scale"].summary
+    assert r["constant_features"].status == "skipped" and "x" not in r["shift"].evidence
+    assert r["padding"].status != "skipped"
+
+
+def test_integer_inputs_of_a_multi_input_model_are_told_apart_by_their_layers():
+    rng = np.random.default_rng(0)
+    tok, cnt = keras.Input((10,), dtype="int32", name="tok"), keras.Input((3,), name="cnt")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(tok))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([h, cnt]))
+    f = keras.Model([tok, cnt], out)
+    f.compile("adam", "binary_crossentropy")
+    xs = {"tok": rng.integers(0, 50, (200, 10)).astype("int32"), "cnt": rng.integers(0, 500, (200, 3))}
+    y = (xs["cnt"][:, 0] > 250).astype("float32")
+    r = run(f, xs, y, ["input_scale", "padding"])
+    assert r["input_scale"].status == "warning" and list(r["input_scale"].evidence) == ["x['cnt']"]
+    assert list(r["padding"].evidence) == ["x['tok']"]
+
+
+def test_class_counts_leave_out_the_loss_ignore_class(clean):
+    x, y = clean
+    y = y.copy()
+    y[::5] = -1  # e.g. unlabelled or padding positions
+    m = mlp()
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    row = run(m, x, y, ["class_balance"])["class_balance"]
+    counts = row.evidence["counts"]
+    assert len(counts) == 3 and sum(counts) == int((y >= 0).sum())
+    assert counts[0] == int((y == 0).sum())  # -1 is not clipped into class 0
+    assert row.evidence["ignored"] == {"ignore_class": -1, "samples": int((y == -1).sum())}
+    assert "ignore_class" in row.summary

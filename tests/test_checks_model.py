@@ -193,3 +193,36 @@ def test_batch_independence(data):
     row = run(bn, x, y, ["batch_independence"])["batch_independence"]
     assert row.status == "passed" and row.evidence["has_batchnorm"]
     assert "BatchNormalization in training mode" in row.evidence["note"]
+
+
+def test_ignore_class_labels_are_not_out_of_range(data):
+    x, y = data
+    y = y.copy()
+    y[::4] = -1
+    m = model()
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    r = run(m, x, y, ["targets", "initial_loss"])
+    row = r["targets"]
+    assert row.status == "passed" and row.issues == [], row.summary
+    assert row.evidence["ignored"] == {"ignore_class": -1, "samples": 75} and "ignore_class" in row.summary
+    assert r["initial_loss"].evidence["expected_prior"] == pytest.approx(math.log(3))
+    # without ignore_class, -1 is a bad label
+    assert run(model(), x, y, ["targets"])["targets"].tags == ["label_mismatch"]
+    # labels other than the ignored one are still checked
+    y[1] = 5
+    assert run(m, x, y, ["targets"])["targets"].tags == ["label_mismatch"]
+
+
+def test_integer_features_get_the_batch_check_and_an_initial_loss_cause():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, (300, 8))  # small counts: numeric features, not token ids
+    y = (np.arange(300) % 3).astype("int32")
+    row = run(model(), x, y, ["batch_independence"])["batch_independence"]
+    assert row.status == "passed" and "independent" in row.summary
+    # far from normalised integers: the initial loss row names the cause
+    x = rng.integers(0, 1000, (300, 8))
+    r = run(model(units=1, act="sigmoid", loss="binary_crossentropy"), x, (x[:, 0] > 500).astype("float32"),
+            ["initial_loss", "batch_independence"])
+    issue = r["initial_loss"].issues[0]
+    assert "not normalised" in issue.message and "Normalization" in issue.fix
+    assert r["batch_independence"].tags != ["no_better_than_baseline"]  # a saturated output is not "blind"

@@ -142,3 +142,18 @@ def test_budget_skips_training_checks_and_says_so(data):
         assert r[name].status == "skipped" and r[name].reason.startswith("time budget")
     assert abs(b["left"] - (0.5 - b["budget_used"])) < 1e-3 and b["budget_used"] <= b["elapsed"]
     assert b["checks_seconds"] <= b["elapsed"] + 1e-3
+
+
+def test_overfit_accuracy_is_measured_like_the_loss_with_batchnorm():
+    rng = np.random.default_rng(3)
+    x = (4 + 3 * rng.standard_normal((400, 8))).astype("float32")  # far from the BN moving stats' init
+    y = (x[:, 0] > 4).astype("int32") + (x[:, 1] > 4).astype("int32")
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32), keras.layers.BatchNormalization(),
+                          keras.layers.Activation("relu"), keras.layers.Dense(3, activation="softmax")])
+    m.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    row = run(m, x, y, ["overfit_batch"])["overfit_batch"]
+    assert row.status == "passed" and row.evidence["reached_at"] is not None, row.summary
+    # loss <= 0.05 on the batch: every sample is right in the mode the loss was measured in
+    assert row.evidence["accuracy"] == 1.0, row.summary
+    assert "training" in row.evidence["accuracy_mode"]

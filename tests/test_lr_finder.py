@@ -145,3 +145,100 @@ def test_smoothing_and_suggestion_rules_on_a_synthetic_curve():
     valley = suggest_valley(lrs, loss)
     assert 1e-4 < valley < 1e-2  # halfway along the falling stretch 1e-6 .. 1e-1
     assert suggest_min_div10(lrs, loss) == pytest.approx(lrs[np.argmin(loss)] / 10)
+
+
+def _old_steepest(lrs, sm):
+    """The neighbouring-point rule that landed in the noise (kept here to prove the test can fail)."""
+    lrs, sm = np.asarray(lrs, "float64"), np.asarray(sm, "float64")
+    start, stop = 10, int(np.nanargmin(sm)) + 1
+    slope = np.gradient(sm[start:stop], np.log10(lrs[start:stop]))
+    return float(lrs[start:stop][int(np.nanargmin(slope))])
+
+
+def _noisy_curve(seed, n=379):
+    """Like a BatchNorm + dropout model on 200 samples: flat and noisy up to ~1e-3, falls fastest
+    around 1e-2 (in the raw loss), bottoms near 1, then blows up."""
+    rng = np.random.default_rng(seed)
+    lrs = np.logspace(-7, 1, n)
+    t = np.log10(lrs)
+    loss = 0.75 - 0.45 / (1 + np.exp(-(t + 2) * 3)) + np.where(t > 0, t ** 2 * 8, 0)
+    return lrs, loss + 0.15 * rng.standard_normal(n)
+
+
+def test_steepest_ignores_the_noise_of_the_first_steps():
+    bad = 0
+    for seed in range(8):
+        lrs, loss = _noisy_curve(seed)
+        sm = smooth(loss, 0.98)
+        steep, valley = suggest_steepest(lrs, sm), suggest_valley(lrs, sm)
+        # the smoothed curve trails the raw one by ~1 decade: its steepest point is ~1e-2..1e-1
+        assert 3e-3 < steep < 0.3, (seed, steep)
+        assert abs(math.log10(steep / valley)) <= 1.0, (seed, steep, valley)
+        bad += _old_steepest(lrs, sm) < 1e-5
+    assert bad >= 2  # the old rule fell into the flat region on these curves
+
+
+def test_steepest_is_none_when_the_loss_does_not_fall():
+    assert suggest_steepest(np.logspace(-3, 0, 30), np.linspace(1, 2, 30)) is None  # only rises
+    # an early dip of the first (noisy) steps below the later descent is not the descent
+    lrs = np.logspace(-4, 3, 40)[:22]
+    sm = [4.13, 3.49, 3.46, 3.03, 3.35, 3.36, 3.33, 3.42, 3.42, 3.49, 3.40, 3.44, 3.55, 3.39, 3.38, 3.40,
+          3.31, 3.20, 3.10, 3.25, 8.4, 348.0]
+    assert 0.03 < suggest_steepest(lrs, sm) < 0.2
+
+
+def test_suggestion_is_sensible_for_a_noisy_batchnorm_dropout_model():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dropout(0.2),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    res = kr.lr_find(model, x, y, seed=0, verbose=0)  # the old steepest rule gave 5.5e-7 here on JAX
+    valley = res.suggestions["valley"]
+    assert 1e-3 < res.suggestion < 0.3, res.suggestions
+    assert abs(math.log10(res.suggestion / valley)) <= 1.0, res.suggestions
+
+
+def test_negative_losses_do_not_stop_the_sweep():
+    from kerasrecipe.lr_finder import diverged
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 6)).astype("float32")
+    y = x[:, :3] @ rng.standard_normal((3, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.01), "cosine_similarity")  # a loss in [-1, 1]
+    res = kr.lr_find(model, x, y, start_lr=1e-4, end_lr=1e-1, num_steps=30, verbose=0)
+    assert min(res.losses) < 0
+    assert res.stop_reason == "end" and len(res.lrs) == 30, res
+
+    # a negative loss that does blow up is still stopped
+    def shifted_mse(yt, yp):
+        return keras.ops.mean(keras.ops.square(yt - yp), axis=-1) - 10.0
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.01), shifted_mse)
+    res = kr.lr_find(model, x, y, start_lr=1e-4, end_lr=1e3, num_steps=60, verbose=0)
+    assert res.stop_reason in ("diverged", "nan") and 10 < len(res.lrs) < 60, res
+    assert res.suggestion is not None and res.suggestion < res.lrs[-1]
+
+    # the rule itself: positive losses keep "smoothed > factor x best"; 0 and negative bests work
+    assert not diverged(3.9, 1.0, [2.0, 2.1], 4.0) and diverged(4.1, 1.0, [2.0, 2.1], 4.0)
+    assert not diverged(0.05, 0.0, [0.9, 1.1], 4.0) and diverged(0.7, 0.0, [0.9, 1.1], 4.0)
+    assert not diverged(-0.5, -1.0, [-0.2, -0.3], 4.0) and diverged(2.5, -1.0, [-0.2, -0.3], 4.0)
+
+
+def test_accepts_pandas_dataframes():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.SGD(0.01), "binary_crossentropy")
+    df = pd.DataFrame(x, columns=list("abcd"))
+    res = kr.lr_find(model, df, pd.Series(y), start_lr=1e-3, end_lr=1.0, num_steps=20, verbose=0)
+    assert len(res.lrs) == 20
+    res2 = kr.lr_find(model, x, y, start_lr=1e-3, end_lr=1.0, num_steps=20, verbose=0)
+    np.testing.assert_allclose(res.losses, res2.losses, rtol=1e-5)  # the same batches as the arrays

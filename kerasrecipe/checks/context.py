@@ -61,6 +61,7 @@ class Context:
         self._pred0 = None
         self._probe_idx = None
         self._activation = None
+        self._id_inputs = None
 
     # ------------------------------------------------------------------ data views
     @property
@@ -79,6 +80,28 @@ class Context:
 
     def input_leaves(self, sample: Optional[Sample] = None):
         return leaves((sample or self.train).x)
+
+    @property
+    def id_inputs(self) -> dict:
+        """The integer inputs the model reads as ids (token ids into an Embedding, categories into a
+        lookup/encoding layer): {leaf name: that layer's class name}. Every other input, integer
+        or not, is numeric features (counts, codes, raw pixel values): scale, constant columns,
+        shift and batch independence apply to it."""
+        if self._id_inputs is None:
+            lv = leaves(self.train.x)
+            consumers = introspect.id_consumers(self.model, len(lv))
+            x = self.train.x
+            if isinstance(x, dict) and len(lv) == len(x) > 1:
+                try:
+                    names = [getattr(t, "name", None) for t in self.model.inputs]
+                except (AttributeError, ValueError, TypeError):
+                    names = []
+                if len(names) == len(consumers) and set(x) <= set(names):
+                    by_name = dict(zip(names, consumers))
+                    consumers = [by_name[k] for k in x]
+            self._id_inputs = {name: c for (name, a), c in zip(lv, consumers)
+                               if c is not None and np.issubdtype(np.asarray(a).dtype, np.integer)}
+        return self._id_inputs
 
     # ------------------------------------------------------------------ model views
     @property

@@ -23,6 +23,8 @@ MAX_FEATURES = 4096       # per-feature statistics on at most this many features
 
 
 def _is_int_seq(a) -> bool:
+    """The shape of padded token sequences: 2-D integers, more than one column. Whether they ARE
+    token ids is the model's call: `ctx.id_inputs` (they feed an Embedding)."""
     a = np.asarray(a)
     return a.ndim == 2 and (np.issubdtype(a.dtype, np.integer)) and a.shape[1] > 1
 
@@ -86,7 +88,7 @@ def check_constant_features(ctx, row):
     out = {}
     for name, a in leaves(ctx.train.x):
         a = np.asarray(a)
-        if a.dtype.kind not in "fiub" or _is_int_seq(a) or len(a) < 2:
+        if a.dtype.kind not in "fiub" or name in ctx.id_inputs or len(a) < 2:
             continue
         f = _features(a)
         with _quiet():
@@ -95,7 +97,8 @@ def check_constant_features(ctx, row):
                      "image_like": a.ndim >= 3}
     row.evidence["constant"] = out
     if not out:
-        return row.skip("no numeric feature inputs (integer sequences are not per-feature data)")
+        return row.skip("no numeric feature inputs (integer ids read by an Embedding/lookup layer are not "
+                        "per-feature data)")
     msgs = []
     for name, d in out.items():
         if d["constant"] == 0:
@@ -135,11 +138,29 @@ def network_view(ctx):
     return x, applied
 
 
+def input_scale(ctx) -> float:
+    """The largest |feature mean| or feature std of the numeric inputs as the network sees them
+    (0 when there are none): above SCALE_WARN they are not normalised (B3)."""
+    view, _ = network_view(ctx)
+    worst = 0.0
+    for name, a in leaves(view):
+        if np.asarray(a).dtype.kind not in "fiu" or name in ctx.id_inputs:
+            continue
+        mean, std = _nanstats(_features(a))
+        vals = np.concatenate([np.abs(mean), std])
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            worst = max(worst, float(vals.max()))
+    return worst
+
+
 def check_input_scale(ctx, row):
     view, applied = network_view(ctx)
-    arrays = [(n, a) for n, a in leaves(view) if np.issubdtype(np.asarray(a).dtype, np.floating)]
+    ids = ctx.id_inputs
+    arrays = [(n, a) for n, a in leaves(view) if np.asarray(a).dtype.kind in "fiu" and n not in ids]
     if not arrays:
-        return row.skip("no floating-point inputs (integer ids go to an Embedding)")
+        return row.skip("no numeric inputs: the integer inputs are ids read by "
+                        + "/".join(sorted(set(ids.values())) or ["an Embedding"]) + " layers")
     ev = {}
     if applied:
         ev["seen_through"] = applied
@@ -261,7 +282,7 @@ def check_shift(ctx, row):
     for name, a in tr.items():
         b = va.get(name)
         a = np.asarray(a)
-        if b is None or a.dtype.kind not in "fiu" or _is_int_seq(a) or np.shape(b)[1:] != a.shape[1:]:
+        if b is None or a.dtype.kind not in "fiu" or name in ctx.id_inputs or np.shape(b)[1:] != a.shape[1:]:
             continue
         rng = np.random.default_rng(0)
         fa, fb = _features(a, rng), _features(np.asarray(b), np.random.default_rng(0))
@@ -294,10 +315,11 @@ def check_shift(ctx, row):
         from kerasrecipe.checks.introspect import infer_task
 
         vt = infer_task(ctx.loss, yv, ctx.units, ctx.activation)
-        if vt.labels is not None:
-            C = int(max(task.num_classes or 0, task.labels.max() + 1, vt.labels.max() + 1))
-            pt = np.bincount(np.clip(task.labels, 0, None), minlength=C) / len(task.labels)
-            pv = np.bincount(np.clip(vt.labels, 0, None), minlength=C) / len(vt.labels)
+        lt, lv = task.kept_labels, vt.kept_labels   # without the loss's ignore_class
+        if lv is not None and lt.size and lv.size:
+            C = int(max(task.num_classes or 0, lt.max() + 1, lv.max() + 1))
+            pt = np.bincount(np.clip(lt, 0, None), minlength=C) / len(lt)
+            pv = np.bincount(np.clip(lv, 0, None), minlength=C) / len(lv)
             tv = 0.5 * float(np.abs(pt - pv).sum())
             tv_thr = max(0.1, float(np.sqrt(C / nv)))
             unseen = np.flatnonzero((pt == 0) & (pv > 0)).tolist()
@@ -343,9 +365,11 @@ def sequence_lengths(a: np.ndarray, pad: int = 0):
 
 
 def check_padding(ctx, row):
-    seqs = [(n, np.asarray(a)) for n, a in leaves(ctx.train.x) if _is_int_seq(a)]
+    ids = ctx.id_inputs
+    seqs = [(n, np.asarray(a)) for n, a in leaves(ctx.train.x)
+            if _is_int_seq(a) and ids.get(n, "").endswith("Embedding")]
     if not seqs:
-        return row.skip("no integer sequence inputs")
+        return row.skip("no integer sequence inputs feeding an Embedding")
     for name, a in seqs:
         lengths, side = sequence_lengths(a)
         L = a.shape[1]

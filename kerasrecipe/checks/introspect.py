@@ -52,6 +52,7 @@ class LossInfo:
     kind: str          # sparse_cce | cce | bce | bce_focal | cce_focal | mse | mae | regression | other
     from_logits: bool
     fn: Callable
+    ignore_class: Optional[int] = None   # sparse categorical: the label id the loss skips
 
     def mean(self, y_true, y_pred) -> float:
         from keras import ops
@@ -71,6 +72,7 @@ def resolve_loss(model) -> Optional[LossInfo]:
     loss = getattr(model, "loss", None)
     if loss is None or isinstance(loss, (list, tuple, dict)):
         return None
+    ignore_class = None
     if isinstance(loss, str):
         fn = keras.losses.get(loss)
         name = loss
@@ -85,6 +87,7 @@ def resolve_loss(model) -> Optional[LossInfo]:
         except Exception:
             pass
         from_logits = bool(cfg.get("from_logits", getattr(loss, "_fn_kwargs", {}).get("from_logits", False)))
+        ignore_class = cfg.get("ignore_class", (getattr(loss, "_fn_kwargs", None) or {}).get("ignore_class"))
     elif callable(loss):
         fn = loss
         name = getattr(loss, "__name__", type(loss).__name__)
@@ -92,7 +95,8 @@ def resolve_loss(model) -> Optional[LossInfo]:
     else:
         return None
     kind = _LOSS_KINDS.get(str(name).lower(), _LOSS_KINDS.get(type(fn).__name__.lower(), "other"))
-    return LossInfo(str(name), kind, from_logits, fn)
+    ignore = ignore_class if kind == "sparse_cce" and ignore_class is not None else None
+    return LossInfo(str(name), kind, from_logits, fn, None if ignore is None else int(ignore))
 
 
 # ---------------------------------------------------------------------- the output layer
@@ -244,10 +248,29 @@ class Task:
     num_classes: Optional[int]
     labels: Optional[np.ndarray]   # integer class ids per sample (classification), else None
     onehot: bool = False
+    ignore_class: Optional[int] = None   # the loss's ignore_class: samples with this label are not trained on
 
     @property
     def classification(self) -> bool:
         return self.kind in ("multiclass", "binary", "multilabel")
+
+    @property
+    def kept(self) -> Optional[np.ndarray]:
+        """Mask of the samples whose label the loss uses (all but ignore_class), aligned with labels."""
+        if self.labels is None:
+            return None
+        if self.ignore_class is None:
+            return np.ones(len(self.labels), dtype=bool)
+        return self.labels != self.ignore_class
+
+    @property
+    def kept_labels(self) -> Optional[np.ndarray]:
+        """The class labels the loss trains on (ignore_class left out)."""
+        return None if self.labels is None else self.labels[self.kept]
+
+    @property
+    def n_ignored(self) -> int:
+        return 0 if self.labels is None else int(len(self.labels) - self.kept.sum())
 
 
 def is_integer_valued(a: np.ndarray) -> bool:
@@ -282,7 +305,8 @@ def infer_task(loss: Optional[LossInfo], y: Optional[np.ndarray], units: Optiona
             labels = flat.astype("int64") if is_integer_valued(flat) else None
         elif onehot:
             labels = y2.argmax(1)
-        return Task("multiclass", units if units and units > 1 else None, labels, onehot=onehot)
+        return Task("multiclass", units if units and units > 1 else None, labels, onehot=onehot,
+                    ignore_class=getattr(loss, "ignore_class", None))
     if kind in ("cce", "cce_focal"):
         if is_onehot(y2):
             return Task("multiclass", y2.shape[1], y2.argmax(1), onehot=True)
@@ -300,3 +324,63 @@ def infer_task(loss: Optional[LossInfo], y: Optional[np.ndarray], units: Optiona
     if kind in REGRESSION_LOSSES:
         return Task("regression", None, None)
     return Task("unknown", None, None)
+
+
+# ---------------------------------------------------------------------- integer inputs
+# Layers that read integer inputs as ids (tokens, categories), not as numbers.
+ID_LAYERS = ("CategoryEncoding", "IntegerLookup", "Hashing", "HashedCrossing")
+
+
+def id_layer_name(layer) -> Optional[str]:
+    """The class name when `layer` reads ids (an Embedding of any kind, a lookup/encoding), else None."""
+    name = type(layer).__name__
+    return name if (name.endswith("Embedding") or name in ID_LAYERS) else None
+
+
+def _all_layers(model):
+    out = []
+    for layer in getattr(model, "layers", None) or []:
+        out.append(layer)
+        if layer is not model and getattr(layer, "layers", None):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _first_id_layer(layers) -> Optional[str]:
+    for layer in layers:
+        name = id_layer_name(layer)
+        if name is not None:
+            return name
+    return None
+
+
+def id_consumers(model, n_inputs: int) -> list:
+    """For each of the model's `n_inputs` inputs (in `model.inputs` order): the class name of the
+    first id-reading layer (Embedding, IntegerLookup, CategoryEncoding, Hashing) that input reaches,
+    or None when it reaches none (its integers are numbers: counts, codes, pixel values).
+
+    A functional model is followed from each input through its graph; a model whose graph cannot be
+    followed (subclassed) or with one input counts every input as reaching the id layers it has."""
+    everything = _first_id_layer(_all_layers(model))
+    if everything is None:
+        return [None] * n_inputs
+    if n_inputs == 1:
+        return [everything]
+    try:
+        inputs = list(model.inputs)
+        ops = list(model.operations)
+    except (AttributeError, ValueError, TypeError):
+        return [everything] * n_inputs
+    if len(inputs) != n_inputs:
+        return [everything] * n_inputs
+    out = []
+    for tensor in inputs:
+        reached, found = {id(tensor)}, None
+        for op in ops:
+            for node in getattr(op, "_inbound_nodes", None) or []:
+                if not any(id(t) in reached for t in node.input_tensors):
+                    continue
+                reached.update(id(t) for t in node.output_tensors)
+                found = found or id_layer_name(op) or _first_id_layer(_all_layers(op))
+        out.append(found)
+    return out

@@ -120,12 +120,25 @@ def check_initial_loss(ctx, row):
     hi_warn, hi_fail = (3.0, 100.0) if regression else (1.5, 5.0)
     fix = ("scale the inputs (B3) and use the default initialisers (He/Glorot, E2); set the output bias with "
            f"{BIAS_FIX}")
+    cause = ""
+    if ratio > hi_warn:
+        from kerasrecipe.checks.data import NORMALIZE_FIX, SCALE_WARN, input_scale
+
+        try:
+            scale = input_scale(ctx)
+        except Exception:  # the input_scale row reports what goes wrong there
+            scale = 0.0
+        if scale > SCALE_WARN:
+            row.evidence["input_scale"] = scale
+            cause = (f"; the likely cause: the inputs are not normalised (feature means/stds up to {scale:.3g}, "
+                     "see input_scale)")
+            fix = NORMALIZE_FIX + f"; then set the output bias with {BIAS_FIX}"
     if ratio > hi_fail:
         row.add("initial_loss", "error", f"the initial loss {measured:.4g} is {ratio:.1f}x the expected "
-                f"{ref:.4g}: the outputs at initialisation are far too confident or far off", fix)
+                f"{ref:.4g}: the outputs at initialisation are far too confident or far off" + cause, fix)
     elif ratio > hi_warn and (regression or measured - ref > EXCESS_WARN_NATS):
         row.add("initial_loss", "warning", f"the initial loss {measured:.4g} is {ratio:.1f}x the expected "
-                f"{ref:.4g} ({exp['formula']})", fix)
+                f"{ref:.4g} ({exp['formula']})" + cause, fix)
     elif ratio < 0.5 and not regression:
         row.add("initial_loss", "info", f"the initial loss {measured:.4g} is well below the prior's {ref:.4g}: "
                 "the model is already trained (fine if pretrained), or the targets leak into the inputs")
@@ -157,8 +170,10 @@ def check_batch_independence(ctx, row):
     x = ctx.single_input
     if x is None:
         return row.skip("multi-input model: checked for single-input models")
-    if not np.issubdtype(np.asarray(x).dtype, np.floating):
-        return row.skip("integer inputs (token ids): a small perturbation of them is not defined")
+    dtype = np.asarray(x).dtype
+    if ctx.id_inputs or dtype.kind not in "fiu":
+        return row.skip("integer ids (read by an Embedding/lookup layer): a small perturbation of them is "
+                        "not defined")
     if not ctx.single_output:
         return row.skip("multi-output model")
     rows = ctx.probe_idx[:256]        # the first chunk of pred0's forward passes: same shape
@@ -171,7 +186,12 @@ def check_batch_independence(ctx, row):
     rng = np.random.default_rng(ctx.seed)
     flat = xb.reshape(B, -1).astype("float64")
     scale = flat.std(0) + 0.1 * (np.abs(flat).mean() + 1e-3)
-    xb[j] = (flat[j] + scale * rng.standard_normal(flat.shape[1])).reshape(xb.shape[1:]).astype(xb.dtype)
+    new = flat[j] + scale * rng.standard_normal(flat.shape[1])
+    if dtype.kind in "iu":  # integer features (counts, codes): a perturbation of at least 1
+        info = np.iinfo(dtype)
+        new = np.clip(flat[j] + np.where(new >= flat[j], 1, -1) * np.maximum(1, np.round(np.abs(new - flat[j]))),
+                      info.min, info.max)
+    xb[j] = new.reshape(xb.shape[1:]).astype(xb.dtype)
     out = np.asarray(predict(ctx.model, xb), dtype="float64").reshape(B, -1)
     delta = np.abs(out - base)
     delta[~np.isfinite(delta)] = np.inf
@@ -193,6 +213,9 @@ def check_batch_independence(ctx, row):
         row.add("batch_mixing", "error", row.summary,
                 "look for ops over axis 0 (mean/sum/softmax over the batch), reshapes/transposes that move the "
                 "batch axis, or a view()/reshape across samples (C6)")
+    elif own == 0.0 and _saturated(ctx, base[j]):
+        row.skip(f"inconclusive: sample {j}'s output is saturated (the {ctx.activation} output sits at its "
+                 "bound), so no change of its input can show; unnormalised inputs do this (see input_scale)")
     elif own == 0.0:
         row.summary = "the output does not depend on the inputs at all (changing a sample's input changes nothing)"
         row.add("no_better_than_baseline", "warning", row.summary + ": the inputs do not reach the output",
@@ -202,4 +225,13 @@ def check_batch_independence(ctx, row):
                        "inference mode" + (", BatchNorm uses moving statistics" if bn else "") + ")")
 
 
+def _saturated(ctx, out) -> bool:
+    """Whether a probability output is pinned at its bounds (0/1), where small changes vanish."""
+    from kerasrecipe.checks.introspect import SQUASHING
 
+    act = ctx.activation
+    if act not in SQUASHING or not np.size(out):
+        return False
+    lo, hi = SQUASHING[act]
+    out = np.asarray(out, dtype="float64")
+    return bool(np.all((np.abs(out - lo) < 1e-6) | (np.abs(out - hi) < 1e-6)))

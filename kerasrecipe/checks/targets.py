@@ -38,7 +38,7 @@ def class_counts(ctx):
         return np.stack([len(y) - pos, pos], 1), "multilabel"
     if task.labels is None:
         return None, None
-    labels = task.labels
+    labels = task.kept_labels  # without the loss's ignore_class
     C = int(max(task.num_classes or 0, labels.max() + 1 if labels.size else 0))
     return np.bincount(np.clip(labels, 0, None), minlength=C), task.kind
 
@@ -46,7 +46,8 @@ def class_counts(ctx):
 def class_mass(ctx, num_classes):
     """Total sample weight per class (single-label tasks), or None without usable sample weights."""
     sw = ctx.train.sample_weight
-    labels = ctx.task.labels
+    task = ctx.task
+    labels = task.labels
     if sw is None or labels is None or not isinstance(sw, np.ndarray):
         return None
     w = np.asarray(sw, dtype="float64")
@@ -54,7 +55,8 @@ def class_mass(ctx, num_classes):
         w = w.reshape(-1)
     if w.ndim != 1 or len(w) != len(labels) or not np.all(np.isfinite(w)):
         return None
-    return np.bincount(np.clip(labels, 0, None), weights=w, minlength=num_classes)
+    kept = task.kept
+    return np.bincount(np.clip(labels[kept], 0, None), weights=w[kept], minlength=num_classes)
 
 
 def check_class_balance(ctx, row):
@@ -96,6 +98,9 @@ def check_class_balance(ctx, row):
                          "weighted_imbalance_ratio": None if mass is None else wratio})
     row.summary = (f"{len(counts)} classes, counts {int(counts.min())}..{int(counts.max())}, "
                    f"imbalance {ratio:.1f}:1" + ("" if mass is None else f" ({wratio:.1f}:1 by sample weight)"))
+    if task.n_ignored:
+        row.evidence["ignored"] = {"ignore_class": task.ignore_class, "samples": task.n_ignored}
+        row.summary += f"; {task.n_ignored} samples labelled {task.ignore_class} (ignore_class) not counted"
     if missing:
         row.add("class_imbalance", "warning", f"classes {missing[:10]} never occur in the training sample",
                 "check the label encoding (labels 0..C-1) and the split")
@@ -123,12 +128,24 @@ def check_targets(ctx, row):
     y2 = y.reshape(len(y), -1) if y.ndim > 1 else y
     cols = 1 if y2.ndim == 1 else y2.shape[1]
     fin = y[np.isfinite(y)] if np.issubdtype(y.dtype, np.floating) else y
+    ignore = ctx.loss.ignore_class if kind == "sparse_cce" else None
+    n_ignored = 0
+    if ignore is not None:
+        n_ignored = int(np.sum(fin == ignore))
+        fin = fin[fin != ignore]   # the loss skips these samples
+        row.evidence["ignored"] = {"ignore_class": ignore, "samples": n_ignored}
     if fin.size == 0:
+        if n_ignored:
+            row.add("label_mismatch", "error", f"every target equals ignore_class={ignore}: the loss has "
+                    "nothing to train on", "check the labels and the loss's ignore_class")
+            return
         return row.skip("every target is NaN/Inf (see the 'finite' check)")
     ymin, ymax = float(fin.min()), float(fin.max())
     row.evidence.update({"loss": ctx.loss.name, "target_shape": list(y.shape), "target_dtype": str(y.dtype),
                          "min": ymin, "max": ymax, "output_units": units})
     row.summary = f"targets {list(y.shape)} {y.dtype} in [{ymin:.4g}, {ymax:.4g}] for {ctx.loss.name}"
+    if n_ignored:
+        row.summary += f" ({n_ignored} of {y.size} labelled {ignore} = ignore_class, skipped by the loss)"
     if kind == "sparse_cce":
         if cols > 1:
             if is_onehot(y2):
@@ -284,9 +301,10 @@ def expected_initial_loss(loss_kind: str, task, y: np.ndarray, units: Optional[i
             yf = y.astype("float64")
             return {"uniform": math.log(C), "prior": float(-(yf * np.log(np.clip(p, 1e-12, None))).sum(1).mean()),
                     "formula": f"-log(1/{C}) = {math.log(C):.4f}; cross-entropy to the mean soft label"}
-        if task.labels is None:
+        labels = task.kept_labels  # without the loss's ignore_class
+        if labels is None or not labels.size:
             return None
-        p = np.bincount(np.clip(task.labels, 0, C - 1), minlength=C) / len(task.labels)
+        p = np.bincount(np.clip(labels, 0, C - 1), minlength=C) / len(labels)
         return {"uniform": math.log(C), "prior": _entropy(p),
                 "formula": f"-log(1/{C}) = {math.log(C):.4f}; prior entropy H(p) = {_entropy(p):.4f}"}
     if loss_kind == "bce":

@@ -326,14 +326,23 @@ def check_overfit_batch(ctx, row, deadline):
         row.evidence["budget_limited"] = cut
         return
     final = losses[-1]
-    pred = predict(m, xb)
+    # the accuracy in the mode the loss was measured in: training mode (BatchNormalization with the
+    # batch's own statistics, as train_on_batch); in inference mode the moving statistics, barely
+    # updated after a few steps, would give an accuracy that contradicts the loss
+    from kerasrecipe.checks.sample import to_numpy_tree
+
+    try:
+        pred = to_numpy_tree(m(xb, training=True))
+    except Exception:
+        pred = predict(m, xb)
     acc = None
     if ctx.task.classification and isinstance(pred, np.ndarray):
         acc = _accuracy(ctx, pred, yb)
     best = min([v for v in losses if math.isfinite(v)], default=init)
     row.evidence.update({"samples": k, "steps": len(losses), "max_steps": steps, "initial_loss": init,
                          "final_loss": final, "best_loss": best, "target_loss": target, "reached_at": reached,
-                         "accuracy": acc, "budget_limited": cut and reached is None,
+                         "accuracy": acc, "accuracy_mode": "training (as the loss: BatchNorm batch statistics)",
+                         "budget_limited": cut and reached is None,
                          "loss_curve": [round(v, 5) for v in losses[:: max(1, len(losses) // 20)]],
                          "regularisation_off": "dropout/noise layers set to 0 in the clone"})
     lr_note = ""
