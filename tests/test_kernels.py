@@ -163,6 +163,41 @@ def test_clip_empty_list_and_readonly_noncontiguous():
     assert out[1] is not ro and np.all(ro == 3.0) and np.allclose(out[1], 0.25, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8"])
+def test_non_native_byte_order_stats(dtype):
+    """A big-endian array's dtype is named like a native one ("float32"): the native kernels
+    must read a native-order copy, not the raw bytes (mean 3.45e-41 instead of 3.0 before)."""
+    x = np.arange(1, 6, dtype=dtype)
+    s = K.activation_stats(x)
+    assert s["mean"] == 3.0 and s["var"] == 2.0 and (s["min"], s["max"]) == (1.0, 5.0)
+    rng = np.random.default_rng(12)
+    y = (rng.standard_normal((9, 31)) * 3).astype(dtype)
+    y[0, :3] = [np.nan, np.inf, 0.0]
+    assert_stats_close(K.activation_stats(y), oracle_stats(y), rtol=1e-9)
+    assert_stats_close(K.activation_stats_many([y, y.astype(y.dtype.newbyteorder("="))])[0], oracle_stats(y))
+
+
+def test_non_native_byte_order_clipped_in_place():
+    """Big-endian arrays are clipped in place (on a native-order copy, written back), like
+    non-contiguous ones; the norm counts them (it was 0.0 and nothing clipped before)."""
+    a = np.arange(1, 6, dtype=">f8")
+    base = np.full((4, 6), 3.0, ">f4")
+    view = base[:, ::2]  # big-endian and non-contiguous
+    ro = np.full(4, 3.0, ">f2")
+    ro.flags.writeable = False
+    ref = [np.arange(1, 6, dtype="f8"), np.full((4, 3), 3.0, "f4"), np.full(4, 3.0, "f2")]
+    want, wnorm = oracle_clip(ref, 1.0)
+    assert abs(wnorm - math.sqrt(55 + 12 * 9 + 4 * 9)) < 1e-12
+    out, norm, bad = K.clip_by_global_norm([a, view, ro], 1.0)
+    assert abs(norm - wnorm) <= 1e-12 * wnorm and bad is False
+    assert out[0] is a and out[1] is view and out[2] is not ro and np.all(ro == 3.0)
+    assert a.dtype == np.dtype(">f8") and base.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(a, want[0])
+    np.testing.assert_array_equal(base[:, ::2], want[1])
+    assert np.all(base[:, 1::2] == 3.0)
+    np.testing.assert_array_equal(np.asarray(out[2], np.float16), want[2])
+
+
 def test_info_keys():
     i = K.info()
     for k in ("native_built", "cuda_compiled", "gpu_visible", "gpu_count", "threads", "paths"):
@@ -481,6 +516,91 @@ def test_dispatch_traced(backend):
     np.testing.assert_allclose(np.asarray(c[0]), wclip[0], rtol=1e-6)
 
 
+
+def test_traced_stats_accumulate_without_overflow(backend):
+    """The keras.ops path (traced tensors) accumulates in float64 where the backend can (TF,
+    torch, JAX with x64) and, on JAX without x64, scales by max|x| and takes the mean out before
+    squaring: no float32 overflow (var was inf inside tf.function for this float32 input)."""
+    import keras
+
+    from kerasrecipe.kernels import _reference as R
+    from kerasrecipe.kernels._hist import parse_bins
+
+    rng = np.random.default_rng(13)
+    big = (rng.standard_normal(1000) * 1e20).astype(np.float32)    # var ~1e40: beyond float32
+    mid = (rng.standard_normal(1000) * 1e18).astype(np.float32)    # var ~1e36, sum of squares ~1e39
+    shifted = (1e4 + rng.standard_normal(1000)).astype(np.float32)  # mean >> std
+    f64 = backend != "jax" or bool(__import__("jax").config.jax_enable_x64)  # float64 traceable
+
+    if backend == "jax":  # one compilation for the three inputs (same shape and dtype)
+        import jax
+
+        run = jax.jit(lambda a: K.activation_stats(a))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda a: K.activation_stats(a))
+        run = lambda x: fn(tf.constant(x))  # noqa: E731
+    else:  # torch: tensors are eager outside torch.compile; the traced path is this reference
+        run = lambda x: R.stats_keras(keras.ops.convert_to_tensor(x), 0.99, parse_bins(None), "float32")  # noqa: E731
+
+    rtol = 1e-12 if f64 else 1e-5
+    for x in (big, mid, shifted):
+        want = K.activation_stats(x)  # native, float64
+        res = run(x)
+        got = {k: float(keras.ops.convert_to_numpy(res[k])) for k in ("mean", "var", "std", "min", "max")}
+        for k in ("mean", "std", "min", "max"):
+            tol = rtol * max(abs(want[k]), want["std"])  # the mean's error scales with the spread
+            assert math.isfinite(got[k]) and abs(got[k] - want[k]) <= tol, (k, got[k], want[k])
+        if f64 or want["var"] < float(np.finfo(np.float32).max):
+            assert abs(got["var"] - want["var"]) <= 2 * rtol * want["var"], (got["var"], want["var"])
+        else:  # a float32 result cannot hold 1e40; std still does
+            assert got["var"] == math.inf
+        if f64:
+            assert keras.ops.convert_to_numpy(res["var"]).dtype == np.float64
+
+
+def test_traced_stats_jax_with_x64_enabled(backend):
+    """With x64 on, JAX traces float64 too: the JAX path then accumulates in float64."""
+    if backend != "jax":
+        pytest.skip("JAX backend only")
+    import jax
+
+    rng = np.random.default_rng(14)
+    x = (rng.standard_normal(500) * 1e20).astype(np.float32)
+    want = K.activation_stats(x)
+    with jax.enable_x64(True):
+        s = jax.jit(lambda a: K.activation_stats(a))(x)
+        assert s["var"].dtype == np.float64
+        assert abs(float(s["var"]) - want["var"]) <= 1e-12 * want["var"]
+
+
+def test_traced_tensor_of_another_framework_is_a_clear_error(backend):
+    """Traced tensors are computed with keras.ops, i.e. by the Keras backend's framework: a
+    tracer of another framework is an InputTypeError that says so (was a JAX
+    TracerArrayConversionError from deep inside Keras's TF backend, or NotImplementedError)."""
+    x = np.ones(10, np.float32)
+    tried = 0
+    if backend != "jax":
+        import jax
+
+        for f in (lambda a: K.activation_stats(a)["mean"], lambda a: K.clip_by_global_norm([a], 1.0)[1],
+                  lambda a: K.activation_stats_many([a])[0]["var"]):
+            with pytest.raises(InputTypeError, match="traced jax tensor.*KERAS_BACKEND=jax"):
+                jax.jit(f)(x)
+        tried += 1
+    if backend != "tensorflow":
+        import tensorflow as tf
+
+        for f in (lambda a: K.activation_stats(a)["mean"], lambda a: K.clip_by_global_norm(a, 1.0)[1]):
+            with pytest.raises(InputTypeError, match="traced tensorflow tensor.*KERAS_BACKEND=tensorflow"):
+                tf.function(f, autograph=False)(tf.constant(x))
+        tried += 1
+    assert tried >= 1
+    # eager tensors of any framework still work with any backend
+    import jax.numpy as jnp
+
+    assert K.activation_stats(jnp.ones(10))["mean"] == 1.0
 
 
 def _torch():

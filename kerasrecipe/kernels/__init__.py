@@ -61,7 +61,9 @@ Dispatch (which path a call takes; all paths give the same answers within float 
 -----------------------------------------------------------------------------------------
 * NumPy arrays and eager torch tensors on the CPU: native C++ (threads, GIL released). NumPy
   arrays and torch tensors are clipped in place (read-only arrays: a clipped copy is returned;
-  non-contiguous ones are processed contiguously and written back).
+  non-contiguous ones and arrays in non-native byte order, e.g. big-endian ``>f4``, are
+  processed on a contiguous native-order copy and written back; their statistics are computed
+  on such a copy).
 * Eager torch tensors on CUDA: native CUDA kernels on the current torch stream (when compiled in
   and a GPU is visible; otherwise torch operations). ``KERASRECIPE_GPU_HIST=private`` (read once
   per process) counts log2 histograms in private per-thread counters instead of per-warp shared
@@ -74,7 +76,16 @@ Dispatch (which path a call takes; all paths give the same answers within float 
   new tensors (these frameworks' tensors are immutable) scaled by the framework.
 * Traced tensors (inside ``tf.function``, ``jax.jit``, ``torch.compile``) and KerasTensors: the
   ``keras.ops`` reference, which the compiler fuses. Results are then 0-d backend tensors (``hist``
-  a 1-d int32 tensor); ``hist_edges`` is always NumPy.
+  a 1-d int32 tensor); ``hist_edges`` is always NumPy. Its statistics accumulate in float64
+  (moments are float64 tensors) wherever the backend traces float64: TensorFlow, torch (not on
+  MPS), JAX with ``jax_enable_x64``. JAX without x64 (its default) cannot: there the moments are
+  float32, computed on the values divided by max|x| with the mean taken out before squaring, so
+  mean and std are finite for every finite input (to ~1e-6 relative) and ``var`` is ``inf`` only
+  when the true variance exceeds float32's range (std beyond ~1.8e19).
+  The tensors must be traced by the Keras backend's own framework (``keras.ops`` runs on it
+  only): a ``jax.jit`` tracer under ``KERAS_BACKEND=tensorflow``, say, is an ``InputTypeError``
+  (set ``KERAS_BACKEND`` to that framework, or call outside the trace: eager tensors and concrete
+  arrays of every framework work with every backend).
 * Without the native module everything still works: NumPy in float64 for arrays, keras.ops or
   torch for the rest -- only slower.
 """
@@ -124,6 +135,8 @@ class _Item:
         kind = D.kind_of(x)
         if kind == D.NUMPY and not isinstance(x, np.ndarray):
             x = np.asarray(x)
+        if kind == D.TRACED:
+            D.check_traced_backend(x, what)
         self.x, self.kind = x, kind
         self.dtype = D.dtype_name(x, kind)
         D.check_float(self.dtype, what)
@@ -280,7 +293,9 @@ def _clip_numpy(items, max_norm, eps):
         if not a.flags.writeable:
             a = a.copy()
         arrays.append(a)
-    work = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+    # the native kernels take C-contiguous buffers in the machine's byte order: other arrays are
+    # processed on such a copy and written back (assignment converts the byte order back)
+    work = [D.native_order(np.ascontiguousarray(a)) for a in arrays]
     if D.HAS_NATIVE_CPU:
         norm = _native_norm_and_scale([D.array_ptr(w) for w in work], [w.size for w in work],
                                       [D.DTYPE_CODE[it.dtype] for it in items], max_norm, eps)

@@ -117,6 +117,43 @@ def kind_of(x) -> str:
     return NUMPY  # lists, scalars, array-likes: np.asarray
 
 
+def traced_framework(x):
+    """The framework of a TRACED tensor: "torch", "jax", "tensorflow", or None for a KerasTensor
+    (symbolic, which keras.ops takes whatever the backend)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return TORCH
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.Array):
+        return JAX
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and (tf.is_tensor(x) or isinstance(x, tf.Variable)):
+        return TF
+    return None
+
+
+def check_traced_backend(x, what: str) -> None:
+    """Traced tensors go to the keras.ops reference, which runs on the Keras backend's framework
+    only: a tensor traced by another framework (a jax.jit tracer under KERAS_BACKEND=tensorflow, a
+    tf.function tensor under jax, ...) cannot be computed on and would fail deep inside Keras."""
+    fw = traced_framework(x)
+    if fw is None:
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if fw != backend:
+        where = {TORCH: "torch.compile", JAX: "jax.jit or another JAX transformation",
+                 TF: "tf.function or another TensorFlow graph"}[fw]
+        raise InputTypeError(
+            f"kerasrecipe.kernels: {what} is a traced {fw} tensor (inside {where}) but the Keras "
+            f"backend is {backend!r}: traced tensors must come from the Keras backend in use, because "
+            f"they are computed with keras.ops. Set KERAS_BACKEND={fw} before keras is imported, or call "
+            f"kerasrecipe.kernels outside the trace (eager tensors and concrete arrays of any framework "
+            f"work with any backend)."
+        )
+
+
 def unwrap(x):
     """keras.Variable -> its backend value; everything else unchanged."""
     keras = sys.modules.get("keras")
@@ -179,7 +216,14 @@ def numpy_view(x, kind: str) -> np.ndarray:
             a = t.numpy()
     else:  # pragma: no cover
         raise AssertionError(kind)
-    return np.ascontiguousarray(a)
+    return native_order(np.ascontiguousarray(a))
+
+
+def native_order(a: np.ndarray) -> np.ndarray:
+    """`a` itself when its bytes are in the machine's order, else a copy that is (C-contiguous).
+    The native kernels read raw buffers by dtype code, and a dtype's name ("float32") says
+    nothing about byte order: a big-endian ">f4" array handed over as is reads as garbage."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="), order="C")
 
 
 def array_ptr(a: np.ndarray) -> int:

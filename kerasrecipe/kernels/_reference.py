@@ -72,29 +72,70 @@ def _compute_dtype(dtype_name: str) -> str:
     return "float64" if dtype_name == "float64" else "float32"
 
 
+def stats_dtype(x) -> str:
+    """The dtype the keras.ops statistics accumulate in: float64 wherever the backend can trace
+    it; float32 on JAX without x64 (``jax_enable_x64`` off, JAX's default, where float64 silently
+    becomes float32) and on torch's MPS device, which has no float64."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return "float64" if jax.dtypes.canonicalize_dtype(np.float64) == np.float64 else "float32"
+    if backend == "torch" and getattr(getattr(x, "device", None), "type", None) == "mps":
+        return "float32"
+    return "float64"
+
+
 def stats_keras(x, saturation: float, spec: HistSpec, dtype_name: str) -> dict:
     """keras.ops version for traced/backend tensors: values are 0-d backend tensors (hist an int32
-    tensor) so it works inside tf.function / jax.jit; hist_edges is a NumPy array."""
+    tensor) so it works inside tf.function / jax.jit; hist_edges is a NumPy array.
+
+    Precision: count/min/max/counters/histogram are exact. mean/var/std accumulate in
+    :func:`stats_dtype` -- float64 (TF, torch, JAX with x64), so they match the native float64
+    path to float64 rounding of a two-pass sum; float32 on JAX without x64, so to about 1e-6
+    relative. Either way the finite values are first divided by max|x| (so nothing squared can
+    overflow), the mean is taken out before squaring (a corrected two-pass variance,
+    ``(sum d**2 - (sum d)**2 / n) / n`` with ``d = x/s - mean(x/s)``), and the result is scaled
+    back: mean and std are finite for every finite input, and var is ``inf`` only where the true
+    variance exceeds the largest number of the accumulation dtype (float32: ~3.4e38, i.e. for
+    std beyond ~1.8e19 on JAX without x64). Moments are 0-d tensors of that dtype. `dtype_name`
+    (the input's) is not needed any more and kept for callers.
+    """
     from keras import ops
 
-    cd = _compute_dtype(dtype_name)
+    cd = stats_dtype(x)
     x = ops.reshape(ops.cast(x, cd), (-1,))
     count = ops.size(x) if hasattr(ops, "size") else ops.shape(x)[0]
     isnan = ops.isnan(x)
     isinf = ops.isinf(x)
     fin = ops.isfinite(x)
     n_fin = ops.sum(ops.cast(fin, "int32"))
+    # where, not maximum: Keras 3.15's torch backend returns float32 from ops.maximum/minimum of
+    # float64 tensors (its result_type does not recognise torch dtypes)
     n_fin_f = ops.cast(n_fin, cd)
-    xf = ops.where(fin, x, ops.zeros_like(x))
-    mean = ops.sum(xf) / ops.maximum(n_fin_f, 1.0)
-    d = ops.where(fin, x - mean, ops.zeros_like(x))
-    var = ops.sum(d * d) / ops.maximum(n_fin_f, 1.0)
+    n_fin_f = ops.where(n_fin_f > 0, n_fin_f, ops.ones_like(n_fin_f))
+    zero = ops.zeros_like(x)
+    xf = ops.where(fin, x, zero)
+    s = ops.max(ops.abs(xf))
+    s = ops.where(s > 0, s, ops.ones_like(s))  # all zero or nothing finite: no scaling
+    y = xf / s  # |y| <= 1: no overflow below, whatever the magnitude of x
+    mean_y = ops.sum(y) / n_fin_f
+    d = ops.where(fin, y - mean_y, zero)
+    sd = ops.sum(d)
+    var_y = (ops.sum(d * d) - sd * sd / n_fin_f) / n_fin_f
+    var_y = ops.where(var_y > 0, var_y, ops.zeros_like(var_y))
+    mean = (mean_y + sd / n_fin_f) * s
+    var = (var_y * s) * s  # in this order: s * s alone may overflow where var does not
+    std = ops.sqrt(var_y) * s
     nan = ops.cast(float("nan"), cd)
     has = n_fin > 0
     mn = ops.where(has, ops.min(ops.where(fin, x, ops.full_like(x, float("inf")))), nan)
     mx = ops.where(has, ops.max(ops.where(fin, x, ops.full_like(x, float("-inf")))), nan)
     mean = ops.where(has, mean, nan)
     var = ops.where(has, var, nan)
+    std = ops.where(has, std, nan)
     ax = ops.abs(x)
     if spec.mode == MODE_UNIFORM:
         idx = ops.floor((x - spec.lo) * spec.scale)
@@ -110,7 +151,7 @@ def stats_keras(x, saturation: float, spec: HistSpec, dtype_name: str) -> dict:
         "count": count,
         "mean": mean,
         "var": var,
-        "std": ops.sqrt(var),
+        "std": std,
         "min": mn,
         "max": mx,
         "zeros": ops.sum(ops.cast(ops.equal(x, 0), "int32")),
