@@ -517,6 +517,29 @@ def test_dispatch_traced(backend):
 
 
 
+def test_traced_empty_tensor_gives_the_documented_empty_result(backend):
+    import keras
+
+    from kerasrecipe.kernels import _reference as R
+    from kerasrecipe.kernels._hist import parse_bins
+
+    x = np.zeros((0, 3), np.float32)
+    if backend == "jax":
+        import jax
+
+        res = jax.jit(lambda a: {k: v for k, v in K.activation_stats(a).items() if k != "hist_edges"})(x)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        res = tf.function(lambda a: {k: v for k, v in K.activation_stats(a).items() if k != "hist_edges"})(
+            tf.constant(x))
+    else:
+        res = R.stats_keras(keras.ops.convert_to_tensor(x), 0.99, parse_bins(None), "float32")
+    got = {k: keras.ops.convert_to_numpy(v) for k, v in res.items() if k != "hist_edges"}
+    assert int(got["count"]) == 0 and int(got["nan"]) == 0 and int(got["zeros"]) == 0 and got["hist"].sum() == 0
+    assert all(math.isnan(float(got[k])) for k in ("mean", "var", "std", "min", "max"))
+
+
 def test_traced_stats_accumulate_without_overflow(backend):
     """The keras.ops path (traced tensors) accumulates in float64 where the backend can (TF,
     torch, JAX with x64) and, on JAX without x64, scales by max|x| and takes the mean out before

@@ -108,6 +108,11 @@ def stats_keras(x, saturation: float, spec: HistSpec, dtype_name: str) -> dict:
     cd = stats_dtype(x)
     x = ops.reshape(ops.cast(x, cd), (-1,))
     count = ops.size(x) if hasattr(ops, "size") else ops.shape(x)[0]
+    if x.shape[0] == 0:  # (static) the documented empty result; JAX cannot reduce min/max over nothing
+        nan, none = ops.cast(float("nan"), cd), ops.cast(0, "int32")
+        return {"count": count, "mean": nan, "var": nan, "std": nan, "min": nan, "max": nan, "zeros": none,
+                "saturated": none, "nan": none, "inf": none, "hist": ops.zeros((spec.n,), "int32"),
+                "hist_edges": spec.edges()}
     isnan = ops.isnan(x)
     isinf = ops.isinf(x)
     fin = ops.isfinite(x)
