@@ -15,14 +15,19 @@ and distillation.
     res.oof                       # out-of-fold predictions: every sample predicted once
     res.ensemble.predict(X_test)  # the 5 fold models, averaged (tip I1)
 
-Stratified k-fold for classification, plain k-fold for regression, the group variants when
-`groups` is given. The early-stopping validation split of each fold is taken from that fold's
-training part only; the fold being scored is never seen during its model's training.
+Stratified k-fold for classification, plain k-fold for regression and multi-label targets, the
+group variants when `groups` is given. The early-stopping validation split of each fold is taken
+from that fold's training part only; the fold being scored is never seen during its model's
+training. Per-sample fit arguments (`fit_kwargs={"sample_weight": w}`) are split with the data.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import random
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -32,7 +37,12 @@ import numpy as np
 from kerasrecipe.config import RecipeConfig, resolve_config
 from kerasrecipe.errors import ConfigError, InputTypeError, NotCompiledError
 
-TASKS = ("auto", "classification", "regression")
+TASKS = ("auto", "classification", "multilabel", "regression")
+# loss names that say the task when kerasrecipe.checks.introspect does not know the loss
+_CLASSIFICATION_LOSS = re.compile(r"crossentropy|hinge|kl_?divergence|focal|poisson_nll", re.I)
+_REGRESSION_LOSS = re.compile(r"squared|absolute|huber|log_?cosh|mse|mae|mape|msle|cosine", re.I)
+# model.fit arguments with one entry per sample: split with x and y (train / validation / folds)
+PER_SAMPLE_FIT_KWARGS = ("sample_weight",)
 
 
 # ---------------------------------------------------------------------------- data helpers
@@ -57,8 +67,51 @@ def _take(x, idx):
     return keras.tree.map_structure(lambda a: np.asarray(a)[idx], x)
 
 
-def infer_task(y) -> str:
-    """'classification' for integer/binary labels or one-hot rows, 'regression' otherwise."""
+def model_task(model) -> Optional[str]:
+    """The task a compiled model is trained for, read from its loss (and its output width):
+    'classification' (softmax/categorical losses, or a binary loss on one output unit),
+    'multilabel' (a binary loss on several output units), 'regression' (squared/absolute/...
+    errors); None when the loss does not tell (not compiled, several losses, a custom loss)."""
+    from kerasrecipe.checks.introspect import REGRESSION_LOSSES, output_units, resolve_loss
+
+    loss = resolve_loss(model)
+    if loss is None:
+        return None
+    kind = loss.kind
+    if kind == "other":
+        if _CLASSIFICATION_LOSS.search(loss.name):
+            kind = "bce" if re.search(r"binary|^(squared_)?hinge$", loss.name, re.I) else "cce"
+        elif _REGRESSION_LOSS.search(loss.name):
+            kind = "regression"
+    if kind in ("sparse_cce", "cce", "cce_focal"):
+        return "classification"
+    if kind in ("bce", "bce_focal"):
+        units = output_units(model)
+        return "multilabel" if units is not None and units > 1 else "classification"
+    if kind in REGRESSION_LOSSES:
+        return "regression"
+    return None
+
+
+def loss_from_logits(model) -> bool:
+    """True when the model's compiled loss takes logits (e.g. `BinaryCrossentropy(from_logits=True)`):
+    its outputs are then logits, not probabilities."""
+    from kerasrecipe.checks.introspect import resolve_loss
+
+    loss = resolve_loss(model)
+    if loss is not None:
+        return bool(loss.from_logits)
+    return bool(getattr(getattr(model, "loss", None), "from_logits", False))
+
+
+def infer_task(y, model=None) -> str:
+    """The task of a model and its targets: from the model's loss when it tells (`model_task`),
+    else from `y`: 'classification' for integer/binary labels or one-hot rows, 'multilabel' for
+    multi-hot 0/1 rows, 'regression' otherwise."""
+    if model is not None:
+        task = model_task(model)
+        if task is not None:
+            return task
     from sklearn.utils.multiclass import type_of_target
 
     y = np.asarray(y)
@@ -68,9 +121,21 @@ def infer_task(y) -> str:
         return "regression"
     if kind in ("binary", "multiclass"):
         return "classification"
-    if kind == "multilabel-indicator" and y.ndim == 2 and np.allclose(y.sum(axis=1), 1):
-        return "classification"
+    if kind == "multilabel-indicator" and y.ndim == 2:
+        return "classification" if np.allclose(y.sum(axis=1), 1) else "multilabel"
     return "regression"
+
+
+def to_probabilities(p, *, task: str, from_logits: bool) -> np.ndarray:
+    """Model outputs as probabilities: logits go through softmax (classification, several
+    columns) or the sigmoid (one column, or multi-label); probabilities are returned as they are."""
+    p = np.asarray(p, dtype=np.float64)
+    if not from_logits or task not in ("classification", "multilabel"):
+        return p
+    if task == "classification" and p.ndim >= 2 and p.shape[-1] > 1:
+        e = np.exp(p - p.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-p))
 
 
 def class_labels(y) -> np.ndarray:
@@ -127,6 +192,68 @@ def recipe_callbacks(config: RecipeConfig, run_dir: Optional[str]):
     return list(default(config, run_dir=run_dir))
 
 
+@contextlib.contextmanager
+def preserve_global_rng():
+    """Run a block that seeds the global generators (`seed_everything`) without touching the
+    caller's streams: Python's `random`, NumPy's global generator and (when torch is imported)
+    torch's CPU generator are put back as they were afterwards, so code drawing random numbers
+    between fits (bootstrap loops, data shuffling) does not see the same draws again."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = None
+    if torch is not None:
+        try:
+            torch_state = torch.get_rng_state()
+        except Exception:  # pragma: no cover (a torch without a CPU generator)
+            torch_state = None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if torch_state is not None:
+            torch.set_rng_state(torch_state)
+
+
+def check_build_fn(build_fn, what: str = "build_fn", per: str = "fold"):
+    """A build function must be a callable returning a fresh compiled model; a model instance
+    would be trained again and again (the same object each time)."""
+    import keras
+
+    if isinstance(build_fn, keras.Model) or not callable(build_fn):
+        raise InputTypeError(
+            f"{what} must be a function returning a fresh compiled model (one per {per}), "
+            f"got {type(build_fn).__name__}"
+            + ("; wrap the model's construction in a function: lambda: make_model()"
+               if isinstance(build_fn, keras.Model) else "")
+        )
+
+
+def _split_fit_kwargs(fit_kwargs, n: int):
+    """(per-sample fit arguments, checked to have n entries, the other fit arguments)."""
+    per_sample, rest = {}, {}
+    for k, v in dict(fit_kwargs or {}).items():
+        if k not in PER_SAMPLE_FIT_KWARGS:
+            rest[k] = v
+            continue
+        if v is None:
+            continue
+        if not isinstance(v, dict):  # a dict holds one array per output of a multi-output model
+            v = np.asarray(v)
+        for leaf in __import__("keras").tree.flatten(v):
+            leaf = np.asarray(leaf)
+            if leaf.ndim == 0 or len(leaf) != n:
+                raise ConfigError(
+                    f"{k} has {len(leaf) if leaf.ndim else 'no'} entries but x has {n} samples: "
+                    f"expected one {k} per sample (shape ({n},))"
+                )
+            if not np.issubdtype(leaf.dtype, np.number) or not np.all(np.isfinite(leaf)):
+                raise ConfigError(f"{k} must hold finite numbers, got dtype {leaf.dtype} / NaN or inf")
+        per_sample[k] = v
+    return per_sample, rest
+
+
 # ---------------------------------------------------------------------------- one fit
 @dataclass
 class FitResult:
@@ -159,24 +286,32 @@ def fit_recipe(
     verbose: int = 0,
     callbacks=None,
     output_bias="auto",
-    compile_defaults: Optional[dict] = None,
+    compile_defaults=None,
     fit_kwargs: Optional[dict] = None,
+    encode_y: Optional[Callable] = None,
 ) -> FitResult:
     """Train one model with the recipe; the building block of CV, ensembles and the estimators.
 
     Order: seed everything (`kerasrecipe.seed_everything`, tip A2/I6) → build the model →
-    compile it from `config` if the build function left it uncompiled and `compile_defaults`
-    gives a loss → take a shuffled, stratified validation split from `x` (B2) unless
-    `validation_data` is given → set the output bias from the training targets (C2) → fit with
-    `kerasrecipe.default(config, run_dir=run_dir)` callbacks (early stopping with best weights
-    restored, plateau LR halving, run log...).
+    take a shuffled, stratified validation split from `x` (B2) unless `validation_data` is
+    given → compile the model from `config` if the build function left it uncompiled and
+    `compile_defaults` gives a loss → set the output bias from the training targets (C2) → fit
+    with `kerasrecipe.default(config, run_dir=run_dir)` callbacks (early stopping with best
+    weights restored, plateau LR halving, run log...).
+
+    The fit is reproducible (same seed, same model), yet leaves the caller's random streams
+    alone: Python's `random`, NumPy's global generator and torch's CPU generator are restored
+    after the fit (`preserve_global_rng`), so a loop drawing random numbers between fits does
+    not repeat its draws. (Keras's global seed and the backend's determinism switches stay as
+    `seed_everything` set them.)
 
     Args:
       build: a zero-argument callable returning a Keras model, or a model (trained as is).
       x, y: training data (arrays, or dicts/lists of arrays for multi-input/-output models).
       config: RecipeConfig, dict of overrides, or None; epochs, batch_size, validation_split
         and seed come from it.
-      validation_data: (x_val, y_val) to use instead of an internal split.
+      validation_data: (x_val, y_val) or (x_val, y_val, sample_weight_val) to use instead of an
+        internal split (also accepted inside `fit_kwargs`, as Keras's `fit` takes it).
       stratify: "auto" (stratify when `y` are class labels or one-hot rows), None, or an array
         of class labels aligned with `x`.
       seed: overrides `config.seed` for this fit.
@@ -184,62 +319,103 @@ def fit_recipe(
       callbacks: extra callbacks, after the recipe's.
       output_bias: "auto" (set it when the model ends in a Dense layer with a bias; otherwise
         skip), True (set it or raise), False.
-      compile_defaults: {"loss": ..., "metrics": [...]} used when the model is not compiled.
+      compile_defaults: {"loss": ..., "metrics": [...]} used when the model is not compiled, or
+        a function `compile_defaults(model)` returning that dict.
       fit_kwargs: extra `model.fit` arguments (override epochs/batch_size from the config).
+        `sample_weight` (one weight per sample) is split with `x` and `y`: the validation
+        part's weights weight the validation loss (the third element of validation_data).
+        `validation_split` is refused: the split is `config.validation_split`.
+      encode_y: a function `encode_y(model, y)` returning the targets in the form the built and
+        compiled model expects (used by the estimators: integer labels for a sparse loss, a 0/1
+        column for one sigmoid unit); applied to `y` and to validation_data's targets.
     """
     import keras
 
     cfg = resolve_config(config) if not isinstance(config, RecipeConfig) else config
     seed = cfg.seed if seed is None else seed
-    if seed is not None:
-        from kerasrecipe import seed_everything
-
-        seed_everything(int(seed))
-
-    if isinstance(build, keras.Model):
-        model = build
-    elif callable(build):
-        model = build()
-    else:
-        raise InputTypeError(
-            f"build must be a Keras model or a function returning one, got {type(build).__name__}"
-        )
-    if not isinstance(model, keras.Model):
-        raise InputTypeError(
-            f"the build function returned {type(model).__name__}, expected a keras.Model"
-        )
     n = _num_samples(x)
+    per_sample, fit_kwargs = _split_fit_kwargs(fit_kwargs, n)
+    if "validation_data" in fit_kwargs:
+        given = fit_kwargs.pop("validation_data")
+        if validation_data is not None and given is not None:
+            raise ConfigError("validation_data is given twice (as an argument and in fit_kwargs): give it once")
+        validation_data = given if given is not None else validation_data
+    if fit_kwargs.get("validation_split"):
+        raise ConfigError(
+            "validation_split in the fit arguments: the recipe takes its own shuffled, stratified "
+            "validation split; set it in the config instead (config validation_split=..., 0 for "
+            "none) or pass validation_data=(x_val, y_val)"
+        )
+    fit_kwargs.pop("validation_split", None)
     if validation_data is not None:
-        train_idx, val_idx = np.arange(n), np.arange(0)
-        x_tr, y_tr = x, y
-    else:
-        if isinstance(stratify, str) and stratify == "auto":
-            ys = keras.tree.flatten(y)
-            labels = class_labels(ys[0]) if len(ys) == 1 and infer_task(ys[0]) == "classification" else None
-        else:
-            labels = None if stratify is None else np.asarray(stratify)
-        train_idx, val_idx = split_validation(None, cfg.validation_split, stratify=labels, seed=seed, n=n)
-        x_tr, y_tr = _take(x, train_idx), _take(y, train_idx)
-        if len(val_idx):
-            validation_data = (_take(x, val_idx), _take(y, val_idx))
-
-    if not model.compiled or model.loss is None or model.optimizer is None:
-        if not compile_defaults:
-            raise NotCompiledError(
-                "the model is not compiled: compile it in the build function "
-                "(model.compile(optimizer, loss, metrics)) before training"
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise InputTypeError(
+                "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), "
+                f"got {type(validation_data).__name__}"
+                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
             )
-        model.compile(optimizer=optimizer_from_config(cfg, len(train_idx)), **compile_defaults)
+        validation_data = tuple(validation_data)
 
-    bias_status = None
-    if output_bias:
-        bias_status = _set_output_bias(model, y_tr, strict=output_bias is True)
+    with preserve_global_rng():
+        if seed is not None:
+            from kerasrecipe import seed_everything
 
-    recipe_cbs = recipe_callbacks(cfg, run_dir)
-    cbs = recipe_cbs + list(callbacks or [])
-    kwargs = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=verbose, shuffle=True)
-    kwargs.update(fit_kwargs or {})
-    history = model.fit(x_tr, y_tr, validation_data=validation_data, callbacks=cbs, **kwargs)
+            seed_everything(int(seed))
+
+        if isinstance(build, keras.Model):
+            model = build
+        elif callable(build):
+            model = build()
+        else:
+            raise InputTypeError(
+                f"build must be a Keras model or a function returning one, got {type(build).__name__}"
+            )
+        if not isinstance(model, keras.Model):
+            raise InputTypeError(
+                f"the build function returned {type(model).__name__}, expected a keras.Model"
+            )
+        if validation_data is not None:
+            train_idx, val_idx = np.arange(n), np.arange(0)
+        else:
+            if isinstance(stratify, str) and stratify == "auto":
+                ys = keras.tree.flatten(y)
+                labels = class_labels(ys[0]) if len(ys) == 1 and infer_task(ys[0]) == "classification" else None
+            else:
+                labels = None if stratify is None else np.asarray(stratify)
+            train_idx, val_idx = split_validation(None, cfg.validation_split, stratify=labels, seed=seed, n=n)
+
+        if not model.compiled or model.loss is None or model.optimizer is None:
+            defaults = compile_defaults(model) if callable(compile_defaults) else compile_defaults
+            if not defaults:
+                raise NotCompiledError(
+                    "the model is not compiled: compile it in the build function "
+                    "(model.compile(optimizer, loss, metrics)) before training"
+                )
+            model.compile(optimizer=optimizer_from_config(cfg, len(train_idx)), **defaults)
+
+        if encode_y is not None:
+            y = encode_y(model, y)
+            if validation_data is not None:
+                validation_data = (validation_data[0], encode_y(model, validation_data[1])) + validation_data[2:]
+        if len(val_idx):
+            x_tr, y_tr = _take(x, train_idx), _take(y, train_idx)
+            validation_data = (_take(x, val_idx), _take(y, val_idx))
+            if "sample_weight" in per_sample:
+                validation_data += (_take(per_sample["sample_weight"], val_idx),)
+            per_sample = {k: _take(v, train_idx) for k, v in per_sample.items()}
+        else:  # no internal split: every sample takes gradient steps
+            x_tr, y_tr = x, y
+
+        bias_status = None
+        if output_bias:
+            bias_status = _set_output_bias(model, y_tr, strict=output_bias is True)
+
+        recipe_cbs = recipe_callbacks(cfg, run_dir)
+        cbs = recipe_cbs + list(callbacks or [])
+        kwargs = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=verbose, shuffle=True)
+        kwargs.update(fit_kwargs)
+        kwargs.update(per_sample)
+        history = model.fit(x_tr, y_tr, validation_data=validation_data, callbacks=cbs, **kwargs)
     from kerasrecipe.recipe import find_run_dir
 
     used_run_dir = find_run_dir(recipe_cbs)  # after fit: default() may rename it at the end
@@ -284,9 +460,13 @@ class CVResult:
       histories: per fold, the Keras history dict.
       scores: metric name -> array of per-fold test scores (from `model.evaluate`).
       oof: out-of-fold predictions, aligned with X; each sample predicted once, by the model
-        that did not see it.
+        that did not see it (what the fold model's `predict` returns: logits when
+        `from_logits`).
       models: the fold models (None entries when `keep_models=False`).
       run_dirs: the run directory of each fold.
+      task: "classification", "multilabel" or "regression".
+      from_logits: the models' loss takes logits (read from the compiled loss), so `oof` holds
+        logits; `oof_score` and `ensemble` turn them into probabilities.
     """
 
     folds: List[Dict[str, np.ndarray]]
@@ -298,6 +478,7 @@ class CVResult:
     task: str
     run_root: Optional[str] = None
     method: str = "mean"
+    from_logits: bool = False
     _ensemble: Any = field(default=None, repr=False)
 
     @property
@@ -318,7 +499,8 @@ class CVResult:
         if self._ensemble is None:
             from kerasrecipe.ensemble import Ensemble
 
-            self._ensemble = Ensemble.from_folds(self, method=self.method)
+            self._ensemble = Ensemble.from_folds(self, method=self.method, task=self.task,
+                                                 from_logits=self.from_logits)
         return self._ensemble
 
     def summary(self) -> str:
@@ -326,22 +508,40 @@ class CVResult:
         return " | ".join(f"{k} {self.mean[k]:.4g} ± {self.std[k]:.2g}" for k in self.scores)
 
     def oof_score(self, y) -> Dict[str, float]:
-        """Scores of the out-of-fold predictions as a whole (accuracy / MSE, R²)."""
-        y = np.asarray(y)
-        p = np.asarray(self.oof)
-        if self.task == "classification":
-            from kerasrecipe.ensemble import _labels_from_predictions
+        """Scores of the out-of-fold predictions as a whole, with scikit-learn's definitions:
+        classification: accuracy (argmax, or p > 0.5 for one sigmoid column; logits are turned
+        into probabilities first); multilabel: subset_accuracy (every label right) and
+        hamming_loss (share of wrong labels, each label thresholded at p = 0.5); regression: mse
+        and r2 (`sklearn.metrics.r2_score`: per output column, then averaged). Samples without an
+        out-of-fold prediction (NaN rows: a splitter that leaves some out) are skipped."""
+        from sklearn import metrics
 
-            return {"accuracy": float(np.mean(_labels_from_predictions(p) == class_labels(y)))}
+        from kerasrecipe.ensemble import _labels_from_predictions
+
+        y = np.asarray(y)
+        p = np.asarray(self.oof, dtype=np.float64)
+        if len(y) != len(p):
+            raise ConfigError(f"y has {len(y)} samples but the out-of-fold predictions {len(p)}")
+        keep = np.all(np.isfinite(p.reshape(len(p), -1)), axis=1)
+        y, p = y[keep], p[keep]
+        if self.task in ("classification", "multilabel"):
+            p = to_probabilities(p, task=self.task, from_logits=self.from_logits)
+            pred = _labels_from_predictions(p, multilabel=self.task == "multilabel")
+            if self.task == "multilabel":
+                yt = y.reshape(pred.shape).astype(np.int64)
+                return {"subset_accuracy": float(metrics.accuracy_score(yt, pred)),
+                        "hamming_loss": float(metrics.hamming_loss(yt, pred))}
+            return {"accuracy": float(np.mean(pred == class_labels(y)))}
         p = p.reshape(y.shape) if p.size == y.size else p
-        mse = float(np.mean((p - y) ** 2))
-        var = float(np.var(y))
-        return {"mse": mse, "r2": 1.0 - mse / var if var > 0 else float("nan")}
+        y2, p2 = y.reshape(len(y), -1), p.reshape(len(p), -1)
+        return {"mse": float(metrics.mean_squared_error(y2, p2)),
+                "r2": float(metrics.r2_score(y2, p2)) if len(y2) >= 2 else float("nan")}
 
     def to_dict(self) -> dict:
         return {
             "n_folds": self.n_folds,
             "task": self.task,
+            "from_logits": self.from_logits,
             "scores": {k: [float(s) for s in v] for k, v in self.scores.items()},
             "mean": self.mean,
             "std": self.std,
@@ -434,17 +634,23 @@ def cross_validate(
       build_fn: returns a fresh compiled Keras model; called once per fold after seeding
         (it may take a `fold` keyword argument).
       X, y: all the training data (keep the test set out: it never takes part in CV).
-      cv: number of folds (stratified k-fold for classification, k-fold for regression,
-        StratifiedGroupKFold/GroupKFold with `groups`), or any scikit-learn splitter.
+      cv: number of folds (stratified k-fold for classification, k-fold for regression and
+        multilabel, StratifiedGroupKFold/GroupKFold with `groups`), or any scikit-learn splitter.
       config: RecipeConfig / dict of overrides / None. Fold k is seeded with `config.seed + k`.
       groups: group labels: no group is split between a fold's training and test parts.
-      task: "auto" (from y), "classification" or "regression".
+      task: "auto" (from the compiled loss of a model built once, under the seed, to look at
+        it: categorical losses and a binary loss on one unit -> "classification", a binary loss
+        on several units -> "multilabel", squared/absolute errors -> "regression"; from y when
+        the loss does not tell), "classification", "multilabel" or "regression".
       run_dir: root directory; fold k runs in `run_dir/fold-k`. None: `config.run_root/
         cv-<name>-<time>`. The summary goes to `cv.json` in the root.
       verbose: 0 silent; 1 a progress bar across folds (rich) and the summary; 2 also Keras's
         per-epoch lines.
       method: how `result.ensemble` combines the fold models ("mean", "vote", "weighted").
       keep_models: keep the fold models (needed for `result.ensemble`).
+      fit_kwargs: extra `model.fit` arguments for every fold. `sample_weight` (one per sample of
+        X) is split with the folds (and with each fold's validation split); the fold scores
+        and `oof_score` are unweighted, as in scikit-learn's `cross_validate`.
     Returns:
       CVResult with per-fold histories and scores (mean ± std), out-of-fold predictions,
       the fold models and their ensemble.
@@ -454,11 +660,7 @@ def cross_validate(
     cfg = resolve_config(config) if not isinstance(config, RecipeConfig) else config
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is invalid: expected one of {TASKS}")
-    if not callable(build_fn) or isinstance(build_fn, keras.Model):
-        raise InputTypeError(
-            "build_fn must be a function returning a fresh compiled model (one per fold), "
-            f"got {type(build_fn).__name__}"
-        )
+    check_build_fn(build_fn, "build_fn", "fold")
     n = _num_samples(X)
     ys = keras.tree.flatten(y)
     if len(ys) != 1:
@@ -466,8 +668,16 @@ def cross_validate(
     y_arr = np.asarray(ys[0])
     if len(y_arr) != n:
         raise ConfigError(f"X has {n} samples but y has {len(y_arr)}")
+    per_sample, _ = _split_fit_kwargs(fit_kwargs, n)  # checked here, split per fold below
     if task == "auto":
-        task = infer_task(y_arr)
+        with preserve_global_rng():  # a model to read the loss from, built as fold 0's will be
+            if cfg.seed is not None:
+                from kerasrecipe import seed_everything
+
+                seed_everything(int(cfg.seed))
+            probe = _call_build(build_fn, 0)
+        task = infer_task(y_arr, model=probe if isinstance(probe, keras.Model) else None)
+        del probe
     if groups is not None:
         groups = np.asarray(groups)
         if len(groups) != n:
@@ -495,6 +705,7 @@ def cross_validate(
     folds, histories, models, run_dirs = [], [], [], []
     scores: Dict[str, List[float]] = {}
     oof = None
+    from_logits = False
     progress = _fold_progress(len(splits)) if verbose else None
     try:
         if progress is not None:
@@ -505,6 +716,7 @@ def cross_validate(
                 progress.update(task_id, description=f"fold {k + 1}/{len(splits)}")
             fold_seed = None if cfg.seed is None else cfg.seed + k
             x_tr, y_tr = _take(X, tr), y_arr[tr]
+            fold_kwargs = {**(fit_kwargs or {}), **{k: _take(v, tr) for k, v in per_sample.items()}}
             res = fit_recipe(
                 lambda k=k: _call_build(build_fn, k),
                 x_tr,
@@ -516,9 +728,11 @@ def cross_validate(
                 verbose=2 if verbose >= 2 else 0,
                 callbacks=callbacks,
                 output_bias=output_bias,
-                fit_kwargs=fit_kwargs,
+                fit_kwargs=fold_kwargs,
             )
             model = res.model
+            if k == 0:
+                from_logits = loss_from_logits(model)
             x_te = _take(X, te)
             pred = np.asarray(model.predict(x_te, batch_size=predict_batch_size, verbose=0))
             if oof is None:
@@ -548,6 +762,7 @@ def cross_validate(
         task=task,
         run_root=run_dir,
         method=method,
+        from_logits=from_logits,
     )
     from kerasrecipe.io import atomic_write_json
 

@@ -10,7 +10,8 @@ The student learns the teacher's soft targets softened by a temperature T (Hinto
 2015): targets softmax(log p_teacher / T), student softmax(z / T), KL divergence scaled by T²
 so gradient sizes do not depend on T; optionally mixed with the hard labels (`alpha`).
 Students that end in a softmax/sigmoid are handled too (their logits are log-probabilities).
-Regression teachers are distilled on their outputs with mean squared error (T is not used).
+Multi-label teachers (several sigmoid outputs) are distilled label by label: sigmoid(z / T)
+against the teacher's tempered label probabilities, binary cross-entropy. Regression teachers are distilled on their outputs with mean squared error (T is not used).
 """
 from __future__ import annotations
 
@@ -66,19 +67,26 @@ def _ends_in_probabilities(model) -> bool:
 
 
 def _agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
+    """Share of samples (of labels, for multi-label) where a and b pick the same label; R² of a
+    against b for regression."""
     from kerasrecipe.ensemble import _labels_from_predictions
 
-    if task == "classification":
-        return float(np.mean(_labels_from_predictions(a) == _labels_from_predictions(b)))
+    if task in ("classification", "multilabel"):
+        ml = task == "multilabel"
+        return float(np.mean(_labels_from_predictions(a, multilabel=ml) == _labels_from_predictions(b, multilabel=ml)))
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     ss = np.sum((b - b.mean(axis=0)) ** 2)
     return float(1 - np.sum((a - b) ** 2) / ss) if ss > 0 else float("nan")  # R² against the teacher
 
 
-def _accuracy(pred, y) -> float:
+def _accuracy(pred, y, task: str = "classification") -> float:
+    """Accuracy of probabilities against labels (multi-label: the mean per-label accuracy)."""
     from kerasrecipe.cv import class_labels
     from kerasrecipe.ensemble import _labels_from_predictions
 
+    if task == "multilabel":
+        lab = _labels_from_predictions(pred, multilabel=True)
+        return float(np.mean(lab == np.asarray(y).reshape(lab.shape)))
     return float(np.mean(_labels_from_predictions(pred) == class_labels(np.asarray(y)).astype(np.int64)))
 
 
@@ -112,7 +120,8 @@ def distill(
       temperature: T >= 1 softens the targets (1 = plain soft targets).
       alpha: weight of the hard-label loss (0..1); the soft loss gets (1 - alpha) * T².
       student_from_logits: "auto" (logits unless the last layer is softmax/sigmoid), True, False.
-      task: "auto" (from the teacher's outputs), "classification" or "regression".
+      task: "auto" (the teacher's `task`, else from its outputs), "classification",
+        "multilabel" or "regression".
       config, validation_data, seed, run_dir, verbose, callbacks, fit_kwargs: as
         `kerasrecipe.cv.fit_recipe` (early stopping on a validation split of `x` by default;
         validation_data=(x_val, y_val_or_None) gives agreement/accuracy on held-out data).
@@ -126,7 +135,7 @@ def distill(
     import keras
 
     from kerasrecipe.config import RecipeConfig, resolve_config
-    from kerasrecipe.cv import class_labels, fit_recipe, optimizer_from_config
+    from kerasrecipe.cv import class_labels, fit_recipe, optimizer_from_config, to_probabilities
 
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature={temperature!r} must be a finite number > 0 (1..10 is typical)")
@@ -134,21 +143,22 @@ def distill(
         raise ConfigError(f"alpha={alpha!r} must be in [0, 1]")
     if alpha > 0 and y is None:
         raise ConfigError("alpha > 0 mixes in the hard-label loss: pass y")
-    if task not in ("auto", "classification", "regression"):
-        raise ConfigError(f"task={task!r}: expected 'auto', 'classification' or 'regression'")
+    if task not in ("auto", "classification", "multilabel", "regression"):
+        raise ConfigError(f"task={task!r}: expected 'auto', 'classification', 'multilabel' or 'regression'")
     cfg = resolve_config(config) if not isinstance(config, RecipeConfig) else config
     T = float(temperature)
 
     soft = _teacher_predict(teacher, x)
     if task == "auto":
         t_task = getattr(teacher, "task", "auto")
-        if t_task in ("classification", "regression"):
+        if t_task in ("classification", "multilabel", "regression"):
             task = t_task
         elif soft.ndim == 2 and soft.shape[1] > 1 and soft.min() >= 0 and np.allclose(soft.sum(1), 1, atol=1e-3):
             task = "classification"
         else:
             task = "regression"
-    if task == "classification" and (soft.min() < 0 or soft.max() > 1):
+    probabilistic = task in ("classification", "multilabel")
+    if probabilistic and (soft.min() < 0 or soft.max() > 1):
         raise ConfigError("the teacher's outputs are not probabilities; a classification teacher must "
                           "predict probabilities (an Ensemble with from_logits=True converts logits)")
 
@@ -157,15 +167,19 @@ def distill(
     if not isinstance(student, keras.Model):
         if not callable(student):
             raise InputTypeError(f"student must be a Keras model or a function building one, got {type(student).__name__}")
-        if seed is not None:
-            from kerasrecipe import seed_everything
+        from kerasrecipe.cv import preserve_global_rng
 
-            seed_everything(int(seed))
-        student = student()
+        with preserve_global_rng():  # seeded like fit_recipe, the caller's streams left alone
+            if seed is not None:
+                from kerasrecipe import seed_everything
+
+                seed_everything(int(seed))
+            student = student()
         if not isinstance(student, keras.Model):
             raise InputTypeError(f"the student function returned {type(student).__name__}, expected a keras.Model")
 
     n_out = soft.shape[1] if soft.ndim == 2 else 1
+    binary = n_out == 1 or task == "multilabel"  # sigmoid per column
     in_shape = tuple(student.inputs[0].shape[1:]) if getattr(student, "inputs", None) else tuple(np.shape(x)[1:])
     inp = keras.Input(shape=in_shape)
     z = student(inp)
@@ -173,10 +187,10 @@ def distill(
         raise ConfigError(f"the student outputs shape {tuple(z.shape[1:])} but the teacher {soft.shape[1:]}")
 
     outputs, losses, weights, targets = [], [], [], []
-    if task == "classification":
+    if probabilistic:
         probs_out = _ends_in_probabilities(student) if student_from_logits == "auto" else not student_from_logits
         eps = 1e-7
-        if n_out > 1:
+        if not binary:
             p = np.clip(soft, eps, 1.0)
             t = np.log(p) / T
             t = np.exp(t - t.max(axis=1, keepdims=True))
@@ -184,17 +198,17 @@ def distill(
         else:
             p = np.clip(soft, eps, 1 - eps)
             t = 1 / (1 + np.exp(-np.log(p / (1 - p)) / T))
-        outputs.append(_Tempered(T, from_probs=probs_out, binary=n_out == 1, name="soft")(z))
-        losses.append("kl_divergence" if n_out > 1 else "binary_crossentropy")
+        outputs.append(_Tempered(T, from_probs=probs_out, binary=binary, name="soft")(z))
+        losses.append("binary_crossentropy" if binary else "kl_divergence")
         weights.append((1 - alpha) * T * T)
         targets.append(t.astype("float32"))
         if alpha > 0:
-            outputs.append(_Tempered(1.0, from_probs=probs_out, binary=n_out == 1, name="hard")(z))
+            outputs.append(_Tempered(1.0, from_probs=probs_out, binary=binary, name="hard")(z))
             yh = np.asarray(y)
-            if n_out > 1 and (yh.ndim == 1 or yh.shape[-1] == 1):
+            if not binary and (yh.ndim == 1 or yh.shape[-1] == 1):
                 losses.append("sparse_categorical_crossentropy")
             else:
-                losses.append("categorical_crossentropy" if n_out > 1 else "binary_crossentropy")
+                losses.append("binary_crossentropy" if binary else "categorical_crossentropy")
             weights.append(alpha)
             targets.append(yh)
     else:
@@ -222,8 +236,8 @@ def distill(
     if validation_data is not None:
         xv = validation_data[0]
         tv = _teacher_predict(teacher, xv)
-        if task == "classification":
-            if n_out > 1:
+        if probabilistic:
+            if not binary:
                 tt = np.log(np.clip(tv, 1e-7, 1.0)) / T
                 tt = np.exp(tt - tt.max(axis=1, keepdims=True))
                 tt /= tt.sum(axis=1, keepdims=True)
@@ -253,9 +267,10 @@ def distill(
         fit_kwargs=fit_kwargs,
     )
 
+    student_logits = (student_from_logits is True
+                      or (student_from_logits == "auto" and not _ends_in_probabilities(student)))
     pred = np.asarray(student.predict(x, verbose=0), dtype=np.float64)
-    if task == "classification" and not _ends_in_probabilities(student) and student_from_logits is not False:
-        pred = _to_probs(pred)
+    pred = to_probabilities(pred, task=task, from_logits=student_logits)
     out = DistillResult(
         student=student,
         agreement=_agreement(pred, soft, task),
@@ -265,24 +280,16 @@ def distill(
     )
     if validation_data is not None:
         pv = np.asarray(student.predict(validation_data[0], verbose=0), dtype=np.float64)
-        if task == "classification" and not _ends_in_probabilities(student) and student_from_logits is not False:
-            pv = _to_probs(pv)
+        pv = to_probabilities(pv, task=task, from_logits=student_logits)
         tv = _teacher_predict(teacher, validation_data[0])
         out.val_agreement = _agreement(pv, tv, task)
-        if task == "classification" and len(validation_data) > 1 and validation_data[1] is not None:
-            out.teacher_accuracy = _accuracy(tv, validation_data[1])
-            out.student_accuracy = _accuracy(pv, validation_data[1])
-    elif task == "classification" and y is not None:
-        out.teacher_accuracy = _accuracy(soft, y)
-        out.student_accuracy = _accuracy(pred, y)
+        if probabilistic and len(validation_data) > 1 and validation_data[1] is not None:
+            out.teacher_accuracy = _accuracy(tv, validation_data[1], task)
+            out.student_accuracy = _accuracy(pv, validation_data[1], task)
+    elif probabilistic and y is not None:
+        out.teacher_accuracy = _accuracy(soft, y, task)
+        out.student_accuracy = _accuracy(pred, y, task)
     return out
-
-
-def _to_probs(z: np.ndarray) -> np.ndarray:
-    if z.shape[-1] == 1:
-        return 1 / (1 + np.exp(-z))
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _tempered_layer_class():

@@ -12,8 +12,12 @@
 
 Methods: "mean" averages the members' outputs (probabilities for classifiers, values for
 regressors); "vote" is a majority vote over the members' labels and returns, per sample, the
-fraction of members voting for each class; "weighted" is a convex combination (non-negative
-weights summing to one) fit on validation data by `fit_weights`.
+fraction of members voting for each class (per label for multi-label members); "weighted" is a
+convex combination (non-negative weights summing to one) fit on validation data by `fit_weights`.
+
+Tasks: "classification" (softmax over classes, or one sigmoid unit), "multilabel" (several
+sigmoid units, each label independent: labels by thresholding each at 0.5, weights fit on the
+binary log loss per label) and "regression"; read from the members' compiled loss.
 """
 from __future__ import annotations
 
@@ -33,33 +37,22 @@ import numpy as np
 from kerasrecipe.errors import ConfigError, InputTypeError
 
 METHODS = ("mean", "vote", "weighted")
-TASKS = ("auto", "classification", "regression")
+TASKS = ("auto", "classification", "multilabel", "regression")
 MANIFEST = "manifest.json"
 FORMAT = "kerasrecipe.ensemble"
 FORMAT_VERSION = 1
-_CLASSIFICATION_LOSS = re.compile(r"crossentropy|hinge|kl_?divergence|focal|poisson_nll", re.I)
-_REGRESSION_LOSS = re.compile(r"squared|absolute|huber|log_?cosh|mse|mae|mape|msle|cosine", re.I)
 
 
-def _labels_from_predictions(p: np.ndarray) -> np.ndarray:
-    """Class labels from probability rows (argmax) or one sigmoid column (threshold 0.5)."""
+def _labels_from_predictions(p: np.ndarray, *, multilabel: bool = False) -> np.ndarray:
+    """Labels from probabilities (turn logits into probabilities first: `kerasrecipe.cv.
+    to_probabilities`): class ids by argmax of probability rows, or by p > 0.5 for one sigmoid
+    column; for multi-label outputs a 0/1 matrix, each label p > 0.5."""
     p = np.asarray(p)
+    if multilabel:
+        return (p.reshape(len(p), -1) > 0.5).astype(np.int64)
     if p.ndim >= 2 and p.shape[-1] > 1:
         return p.argmax(axis=-1)
     return (p.reshape(len(p), -1)[:, 0] > 0.5).astype(np.int64)
-
-
-def _loss_name(model) -> Optional[str]:
-    loss = getattr(model, "loss", None)
-    if loss is None:
-        return None
-    if isinstance(loss, str):
-        return loss
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def _loss_from_logits(model) -> bool:
-    return bool(getattr(getattr(model, "loss", None), "from_logits", False))
 
 
 def _output_shape(model):
@@ -97,10 +90,11 @@ class Ensemble:
         (convex combination: pass `weights` or call `fit_weights`).
       weights: one non-negative weight per model (normalised to sum to one); only used by
         "weighted".
-      task: "auto" (from the members' loss, or from their outputs), "classification" or
-        "regression".
+      task: "auto" (from the members' loss, or from their outputs), "classification",
+        "multilabel" or "regression".
       from_logits: the members output logits; they are turned into probabilities (softmax, or
-        sigmoid for one column) before combining. "auto": read from the members' loss.
+        the sigmoid for one column and for multi-label members) before combining. "auto": read
+        from the members' loss.
       name: a name for messages and the manifest.
 
     Example:
@@ -152,7 +146,9 @@ class Ensemble:
         self.name = name
         self._task = task
         if from_logits == "auto":
-            from_logits = _loss_from_logits(loaded[0])
+            from kerasrecipe.cv import loss_from_logits
+
+            from_logits = loss_from_logits(loaded[0])
         self.from_logits = bool(from_logits)
         self.weights = None if weights is None else self._check_weights(weights)
         if method == "vote" and self.task == "regression":
@@ -169,12 +165,9 @@ class Ensemble:
     def task(self) -> str:
         if self._task != "auto":
             return self._task
-        name = _loss_name(self.models[0])
-        if name and _CLASSIFICATION_LOSS.search(name):
-            return "classification"
-        if name and _REGRESSION_LOSS.search(name):
-            return "regression"
-        return "auto"  # decided from the outputs at predict time
+        from kerasrecipe.cv import model_task
+
+        return model_task(self.models[0]) or "auto"  # "auto": decided from the outputs at predict time
 
     def _check_weights(self, weights) -> np.ndarray:
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -209,12 +202,10 @@ class Ensemble:
             outs.append(p)
         P = np.stack(outs)
         if self.from_logits:
-            if P.shape[-1] > 1:
-                P = P - P.max(axis=-1, keepdims=True)
-                P = np.exp(P)
-                P /= P.sum(axis=-1, keepdims=True)
-            else:
-                P = 1.0 / (1.0 + np.exp(-P))
+            from kerasrecipe.cv import to_probabilities
+
+            task = "multilabel" if self.task == "multilabel" else "classification"
+            P = to_probabilities(P, task=task, from_logits=True)
         return P
 
     def _resolved_task(self, P) -> str:
@@ -239,7 +230,10 @@ class Ensemble:
                 )
             return np.tensordot(self.weights, P, axes=1)
         # vote
-        if self._resolved_task(P) != "classification":
+        task = self._resolved_task(P)
+        if task == "multilabel":  # per label: the share of members predicting it
+            return np.mean(P > 0.5, axis=0)
+        if task != "classification":
             raise ConfigError("method='vote' needs classifiers (labels to vote on); use 'mean' for regression")
         labels = np.stack([_labels_from_predictions(p) for p in P])  # (M, n)
         n_classes = P.shape[-1] if P.shape[-1] > 1 else 2
@@ -257,11 +251,18 @@ class Ensemble:
 
     def predict_labels(self, x, batch_size: Optional[int] = None) -> np.ndarray:
         """Class labels: argmax of the combined probabilities (majority for "vote", ties broken
-        by the mean probability), or threshold 0.5 for one sigmoid column."""
+        by the mean probability), or threshold 0.5 for one sigmoid column; for a multi-label
+        ensemble a 0/1 matrix (n, labels), each label thresholded at 0.5."""
         P = self.predict_members(x, batch_size=batch_size)
-        if self._resolved_task(P) != "classification":
-            raise ConfigError("predict_labels needs a classification ensemble")
+        task = self._resolved_task(P)
+        if task not in ("classification", "multilabel"):
+            raise ConfigError("predict_labels needs a classification or multi-label ensemble")
         out = self.combine(P)
+        if task == "multilabel":
+            if self.method == "vote":  # a tie (half the members) goes to the mean probability
+                mean = P.mean(axis=0)
+                out = np.where(np.isclose(out, 0.5), mean, out)
+            return _labels_from_predictions(out, multilabel=True)
         if self.method == "vote":
             mean = P.mean(axis=0)
             if P.shape[-1] == 1:
@@ -306,7 +307,8 @@ class Ensemble:
         if self.from_logits:  # the members' loss expects logits: give it the combined ones
             eps = 1e-7
             p = np.clip(pred, eps, 1 - eps)
-            pred = np.log(p) if pred.shape[-1] > 1 else np.log(p / (1 - p))
+            sigmoid = pred.shape[-1] == 1 or self.task == "multilabel"
+            pred = np.log(p / (1 - p)) if sigmoid else np.log(p)
         scorer = self._scorer(pred.shape[1:], loss=loss, metrics=metrics)
         return scorer.evaluate(pred.astype("float32"), y, batch_size=batch_size or 256,
                                verbose=verbose, return_dict=return_dict)
@@ -320,8 +322,9 @@ class Ensemble:
                     tol: float = 1e-10) -> np.ndarray:
         """Fit blending weights on validation data and switch to method="weighted".
 
-        Minimises the log loss of the blended probabilities (classification) or the squared
-        error of the blended values (regression) over the simplex (w >= 0, sum w = 1), by
+        Minimises the log loss of the blended probabilities (classification; for multi-label
+        members the binary log loss of each label, averaged) or the squared error of the
+        blended values (regression) over the simplex (w >= 0, sum w = 1), by
         projected gradient descent with backtracking (both objectives are convex in w).
         Returns the weights. Use data the members were not trained on.
         """
@@ -330,9 +333,15 @@ class Ensemble:
         task = self._resolved_task(P)
         y = np.asarray(y_val, dtype=np.float64)
         flatP = P.reshape(M, P.shape[1], -1)
-        if task == "classification":
+        if task in ("classification", "multilabel"):
             C = flatP.shape[-1]
-            if C == 1:  # one sigmoid column -> two probability columns
+            if C == 1 or task == "multilabel":  # each sigmoid column -> two probability columns
+                if y.size != flatP.shape[1] * C or np.any((y < 0) | (y > 1)):
+                    raise ConfigError(
+                        f"y_val must hold 0/1 labels (or probabilities), one per output column: "
+                        f"predictions have shape {P.shape[1:]}, y_val has shape {y.shape}"
+                    )
+                flatP = flatP.reshape(M, -1, 1)
                 flatP = np.concatenate([1 - flatP, flatP], axis=-1)
                 Y = np.stack([1 - y.reshape(-1), y.reshape(-1)], axis=1)
             elif y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
@@ -501,8 +510,9 @@ class Ensemble:
         The training histories are kept in `ensemble.histories`.
         """
         from kerasrecipe.config import RecipeConfig, resolve_config
-        from kerasrecipe.cv import fit_recipe
+        from kerasrecipe.cv import check_build_fn, fit_recipe
 
+        check_build_fn(build_fn, "build_fn", "seed")
         cfg = resolve_config(config) if not isinstance(config, RecipeConfig) else config
         if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
             if seeds < 1:

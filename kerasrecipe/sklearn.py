@@ -3,14 +3,21 @@
 `RecipeClassifier` and `RecipeRegressor` extend Keras's own `keras.wrappers.SKLearnClassifier`
 / `SKLearnRegressor`. Each `fit`:
 
-1. seeds everything (`kerasrecipe.seed_everything(seed)`, A2) so a fit is reproducible;
+1. seeds everything (`kerasrecipe.seed_everything(seed)`, A2) so a fit is reproducible, and
+   puts the caller's Python `random`, NumPy and torch CPU random states back afterwards;
 2. builds the model (`model(X=X, y=y, **model_kwargs)`, or the small MLP `mlp` when
    `model=None`) and compiles it from the recipe config when the build function did not;
 3. takes a shuffled, stratified validation split (`config.validation_split`, B2) from the data
-   given to `fit` (in cross-validation: the training folds only, never the scored fold);
+   given to `fit` (in cross-validation: the training folds only, never the scored fold), with
+   its share of `sample_weight`; or uses `fit(..., validation_data=(X_val, y_val))`;
 4. sets the output bias from the training targets (log priors / target mean, C2);
 5. trains with `kerasrecipe.default(config)` callbacks: early stopping with the best weights
    restored (F2), LR halving on plateaus (D3), the run log.
+
+The classifier gives the model the targets its output and loss expect: one-hot rows for a
+softmax over the classes, integer labels for a sparse loss (`sparse_categorical_crossentropy`),
+a 0/1 column for one sigmoid unit (two classes, `binary_crossentropy`); `predict_proba` turns
+logits into probabilities when the loss says `from_logits=True`.
 
 Quiet by default: `verbose=0`, and the run directory of each fit is a temporary directory
 removed after the fit unless `run_dir` is given (each fit then gets `run_dir/fit-...`). When
@@ -43,7 +50,8 @@ from dataclasses import fields
 import numpy as np
 from keras.wrappers import SKLearnClassifier, SKLearnRegressor
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._metadata_requests import RequestMethod
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from kerasrecipe.config import RecipeConfig
 from kerasrecipe.errors import ConfigError, InputTypeError
@@ -103,6 +111,9 @@ class _RecipeMixin:
 
     _task = None  # "classification" | "regression"
     _compile_defaults = None
+    # scikit-learn's metadata routing: `est.set_fit_request(sample_weight=True)` (Keras's wrapper
+    # defines a set_fit_request that records the request for `score` instead of `fit`)
+    set_fit_request = RequestMethod("fit", ["sample_weight"])
 
     def __init__(
         self,
@@ -212,12 +223,48 @@ class _RecipeMixin:
         name = f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         return os.path.join(os.fspath(self.run_dir), name), False
 
-    def _recipe_fit(self, X, y_enc, stratify, kwargs):
+    def _fit_arguments(self, X, labels, sample_weight, kwargs):
+        """The model.fit arguments of one fit: `fit_kwargs` updated by fit's keyword arguments,
+        `sample_weight` checked (one finite, non-negative weight per sample, not all zero; for a
+        classifier, two classes left with weight) and user `validation_data` checked and
+        encoded like the training data."""
+        if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
+            raise ConfigError(f"fit_kwargs must be None or a dict, got {type(self.fit_kwargs).__name__}")
+        kwargs = {**(self.fit_kwargs or {}), **kwargs}
+        if kwargs.get("sample_weight") is not None:
+            if sample_weight is not None:
+                raise ConfigError("sample_weight is given twice (fit argument and fit_kwargs): give it once")
+            sample_weight = kwargs["sample_weight"]
+        kwargs.pop("sample_weight", None)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
+            if not np.any(sample_weight > 0):
+                raise ValueError("sample_weight must contain at least one non-zero weight: "
+                                 "all sample weights are zero")
+            if labels is not None and len(np.unique(labels[sample_weight > 0])) < 2:
+                raise ValueError("sample_weight leaves only one class with non-zero weight: a classifier "
+                                 "needs samples of at least two classes")
+            kwargs["sample_weight"] = sample_weight
+        val = kwargs.get("validation_data")
+        if val is not None:
+            if not isinstance(val, (tuple, list)) or len(val) not in (2, 3):
+                raise InputTypeError("validation_data must be a tuple (X_val, y_val) or "
+                                     "(X_val, y_val, sample_weight_val)")
+            Xv = validate_data(self, val[0], reset=False)
+            yv = self._process_target(np.asarray(val[1]), reset=False)
+            rest = tuple(val[2:])
+            if rest and rest[0] is not None:
+                rest = (_check_sample_weight(rest[0], Xv, dtype=np.float32, ensure_non_negative=True),)
+            kwargs["validation_data"] = (Xv, yv) + rest
+        return kwargs
+
+    def _recipe_fit(self, X, y_enc, stratify, sample_weight, kwargs):
         from kerasrecipe.cv import fit_recipe
 
         if self.output_bias not in ("auto", True, False):
             raise ConfigError(f"output_bias={self.output_bias!r}: expected 'auto', True or False")
         cfg = self.recipe_config()
+        kwargs = self._fit_arguments(X, stratify, sample_weight, kwargs)
         warm = bool(self.warm_start) and hasattr(self, "model_")
         build = self.model_ if warm else (lambda: self._get_model(X, y_enc))
         run_dir, temporary = self._fit_run_dir()
@@ -233,7 +280,8 @@ class _RecipeMixin:
                 callbacks=self.callbacks,
                 output_bias=False if warm else self.output_bias,
                 compile_defaults=self._compile_defaults,
-                fit_kwargs={**(self.fit_kwargs or {}), **kwargs},
+                fit_kwargs=kwargs,
+                encode_y=self._encode_for_model,
             )
         finally:
             if temporary:
@@ -245,6 +293,10 @@ class _RecipeMixin:
         self.run_dir_ = None if temporary else res.run_dir
         self.output_bias_ = res.output_bias
         return self
+
+    def _encode_for_model(self, model, y_enc):
+        """The targets in the form the built model expects (the regressor's as they are)."""
+        return y_enc
 
     @property
     def epoch_(self):
@@ -268,14 +320,21 @@ class RecipeClassifier(_RecipeMixin, SKLearnClassifier):
 
     Args:
       model: None (the default `mlp`), a function `model(X, y, **model_kwargs)` returning a
-        Keras model whose output is a softmax over the classes (y is given one-hot), or a
-        Keras model (cloned for each fit). If the model is not compiled, it is compiled with
-        the config's optimizer and learning rate, categorical cross-entropy and accuracy.
+        Keras model (y is given one-hot, so `y.shape[1]` is the number of classes), or a Keras
+        model (cloned for each fit). Its output is a softmax over the classes (trained on one-hot
+        rows, or on integer labels when the loss is `sparse_categorical_crossentropy`), or, for
+        two classes, one sigmoid unit (trained on a 0/1 column); logits work too when the loss
+        says `from_logits=True`. If the model is not compiled, it is compiled with the config's
+        optimizer and learning rate, accuracy, and categorical cross-entropy (binary
+        cross-entropy for one output unit).
       config: None / dict of RecipeConfig fields (on top of `SKLEARN_CONFIG`) / RecipeConfig.
         epochs, batch_size, validation_split, seed, early_stopping_patience, ... come from it.
         Grid-searchable as `config__<field>`.
       model_kwargs: keyword arguments for `model` (grid-searchable as `model_kwargs__<name>`).
-      fit_kwargs: extra `model.fit` arguments (e.g. class_weight).
+      fit_kwargs: extra `model.fit` arguments (e.g. class_weight). `fit(X, y, sample_weight=w)`
+        weights the samples (the validation split gets its share of the weights), and
+        `fit(X, y, validation_data=(X_val, y_val))` replaces the internal validation split (in a
+        Pipeline, X_val does not go through the earlier steps: transform it yourself).
       callbacks: extra Keras callbacks, added after the recipe's.
       output_bias: "auto" (set the final Dense bias to the log class priors when there is
         one), True (set it or raise), False.
@@ -286,7 +345,8 @@ class RecipeClassifier(_RecipeMixin, SKLearnClassifier):
 
     Attributes:
       model_, history_ (dict), classes_, validation_index_ / train_index_ (positions in the X
-      given to fit), run_dir_, output_bias_.
+      given to fit), run_dir_, output_bias_, target_encoding_ ("onehot", "sparse" or "binary":
+      the targets the model was trained on), from_logits_.
 
     Example:
       >>> from sklearn.model_selection import cross_val_score
@@ -295,18 +355,60 @@ class RecipeClassifier(_RecipeMixin, SKLearnClassifier):
     """
 
     _task = "classification"
-    _compile_defaults = {"loss": "categorical_crossentropy", "metrics": ["accuracy"]}
 
-    def fit(self, X, y, **kwargs):
-        """Fit with the recipe; keyword arguments go to `model.fit`. Returns self."""
+    @staticmethod
+    def _compile_defaults(model):
+        from kerasrecipe.checks.introspect import output_units
+
+        loss = "binary_crossentropy" if output_units(model) == 1 else "categorical_crossentropy"
+        return {"loss": loss, "metrics": ["accuracy"]}
+
+    def fit(self, X, y, sample_weight=None, **kwargs):
+        """Fit with the recipe. `sample_weight`: one weight per sample (None: all 1); other
+        keyword arguments go to `model.fit` (`validation_data=(X_val, y_val)` replaces the
+        internal validation split). Returns self."""
         X, y = validate_data(self, X, y)
         y_enc = self._process_target(y, reset=True)
-        return self._recipe_fit(X, y_enc, np.asarray(y), kwargs)
+        return self._recipe_fit(X, y_enc, np.asarray(y), sample_weight, kwargs)
+
+    def _encode_for_model(self, model, y_onehot):
+        """One-hot rows (as Keras's wrapper encodes them) turned into what `model` expects."""
+        from kerasrecipe.checks.introspect import output_units, resolve_loss
+        from kerasrecipe.cv import loss_from_logits
+
+        n_classes = len(self.classes_)
+        units = output_units(model)
+        loss = resolve_loss(model)
+        sparse = loss is not None and loss.kind == "sparse_cce"
+        fix = (f"end the model in Dense({n_classes}, activation='softmax') (categorical or sparse "
+               "categorical cross-entropy)" + (", or in Dense(1, activation='sigmoid') with "
+                                               "binary_crossentropy" if n_classes == 2 else ""))
+        if units == 1 and n_classes == 2 and not sparse:
+            encoding = "binary"
+        elif units is None or units == n_classes:
+            encoding = "sparse" if sparse else "onehot"
+        else:
+            raise ConfigError(f"the model has {units} output unit(s) but y has {n_classes} classes "
+                              f"{list(self.classes_)[:10]}: {fix}")
+        self.target_encoding_ = encoding
+        self.from_logits_ = loss_from_logits(model)
+        y_onehot = np.asarray(y_onehot)
+        if encoding == "binary":
+            return y_onehot[:, 1:2].astype("float32")
+        if encoding == "sparse":
+            return y_onehot.argmax(axis=1).astype("int32")
+        return y_onehot
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in `classes_` order."""
+        from kerasrecipe.cv import to_probabilities
+
         p = self._predict_raw(X)
-        return p.reshape(len(p), -1)
+        p = to_probabilities(p.reshape(len(p), -1), task="classification",
+                             from_logits=getattr(self, "from_logits_", False))
+        if getattr(self, "target_encoding_", "onehot") == "binary":
+            return np.concatenate([1.0 - p, p], axis=1)
+        return p
 
     def predict(self, X):
         """The most probable class of each sample."""
@@ -340,11 +442,13 @@ class RecipeRegressor(_RecipeMixin, SKLearnRegressor):
     _task = "regression"
     _compile_defaults = {"loss": "mean_squared_error"}
 
-    def fit(self, X, y, **kwargs):
-        """Fit with the recipe; keyword arguments go to `model.fit`. Returns self."""
+    def fit(self, X, y, sample_weight=None, **kwargs):
+        """Fit with the recipe. `sample_weight`: one weight per sample (None: all 1); other
+        keyword arguments go to `model.fit` (`validation_data=(X_val, y_val)` replaces the
+        internal validation split). Returns self."""
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         y_enc = self._process_target(y, reset=True)
-        return self._recipe_fit(X, y_enc, None, kwargs)
+        return self._recipe_fit(X, y_enc, None, sample_weight, kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

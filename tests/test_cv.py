@@ -129,3 +129,133 @@ def test_bad_arguments_raise_clear_errors(digits):
 
     with pytest.raises(NotCompiledError, match="compile"):
         fit_recipe(uncompiled, X, y, config=CFG)
+
+
+# ---------------------------------------------------------------------------- audit fixes
+def _toy_binary(n=60, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 4).astype("float32")
+    y = (X[:, 0] + 0.5 * rng.randn(n) > 0).astype("int64")
+    return X, y
+
+
+def build_logit_binary():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(5e-2), keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_sample_weight_is_split_with_the_validation_part(tmp_path):
+    X, y = _toy_binary()
+    w = np.linspace(0.1, 3.0, len(X)).astype("float32")
+    res = fit_recipe(build_logit_binary, X, y, config={**CFG, "epochs": 1}, fit_kwargs={"sample_weight": w},
+                     run_dir=str(tmp_path))
+    va = res.val_index
+    assert len(va) and len(res.train_index) + len(va) == len(X)
+    # the validation loss is weighted by the validation part's share of the weights
+    weighted = res.model.evaluate(X[va], y[va], sample_weight=w[va], verbose=0, return_dict=True)["loss"]
+    plain = res.model.evaluate(X[va], y[va], verbose=0, return_dict=True)["loss"]
+    assert res.history["val_loss"][-1] == pytest.approx(weighted, rel=1e-4)
+    assert abs(weighted - plain) > 1e-3
+    with pytest.raises(ConfigError, match="sample_weight has 10 entries but x has 60"):
+        fit_recipe(build_logit_binary, X, y, config=CFG, fit_kwargs={"sample_weight": w[:10]})
+    with pytest.raises(ConfigError, match="validation_split"):
+        fit_recipe(build_logit_binary, X, y, config=CFG, fit_kwargs={"validation_split": 0.3})
+
+
+def test_validation_data_in_fit_kwargs_replaces_the_split(tmp_path):
+    X, y = _toy_binary()
+    vd = fit_recipe(build_logit_binary, X[:40], y[:40], config={**CFG, "epochs": 1},
+                    fit_kwargs={"validation_data": (X[40:], y[40:])}, run_dir=str(tmp_path))
+    assert len(vd.val_index) == 0 and len(vd.train_index) == 40 and "val_loss" in vd.history
+    with pytest.raises(ConfigError, match="given twice"):
+        fit_recipe(build_logit_binary, X, y, config=CFG, validation_data=(X, y),
+                   fit_kwargs={"validation_data": (X, y)})
+
+
+def test_cross_validate_weights_per_fold_and_scores_logits(tmp_path):
+    from kerasrecipe.cv import CVResult
+
+    X, y = _toy_binary()
+    w = np.linspace(0.1, 3.0, len(X)).astype("float32")
+    res = cross_validate(build_logit_binary, X, y, cv=2, config={**CFG, "epochs": 1},
+                         fit_kwargs={"sample_weight": w}, run_dir=str(tmp_path), verbose=0)
+    for k, f in enumerate(res.folds):  # each fold's validation loss carries its samples' weights
+        ev = res.models[k].evaluate(X[f["val"]], y[f["val"]], sample_weight=w[f["val"]], verbose=0,
+                                    return_dict=True)
+        assert res.histories[k]["val_loss"][-1] == pytest.approx(ev["loss"], rel=1e-4)
+    with pytest.raises(ConfigError, match="sample_weight has 10 entries"):
+        cross_validate(build_logit_binary, X, y, cv=2, fit_kwargs={"sample_weight": w[:10]}, verbose=0)
+    # the models output logits (their loss says so): the out-of-fold accuracy thresholds at 0
+    assert res.task == "classification" and res.from_logits
+    assert res.oof_score(y)["accuracy"] == pytest.approx(np.mean((res.oof[:, 0] > 0) == y))
+    ens = res.ensemble
+    assert ens.from_logits
+    np.testing.assert_array_equal(ens.predict_labels(X[:8]), (ens.predict(X[:8])[:, 0] > 0.5).astype(int))
+    # logits between 0 and 0.5 are positive predictions
+    hand = CVResult(folds=[], histories=[], scores={}, oof=np.array([[0.2], [0.3], [-0.1], [0.4]]),
+                    models=[], run_dirs=[], task="classification", from_logits=True)
+    assert hand.oof_score(np.array([1, 1, 0, 1]))["accuracy"] == 1.0
+
+
+def test_integer_regression_targets_take_the_task_from_the_loss(tmp_path):
+    import warnings
+
+    from kerasrecipe.cv import infer_task, model_task
+
+    rng = np.random.RandomState(1)
+    Xr = rng.randn(40, 5).astype("float32")
+    yr = np.round(3 * Xr[:, 0] + 10).astype("int64")
+    assert infer_task(yr) == "classification" and infer_task(yr, model=build_regressor()) == "regression"
+    assert model_task(build_classifier()) == "classification"
+    with warnings.catch_warnings():  # StratifiedKFold would warn about the tiny "classes"
+        warnings.filterwarnings("error", message=".*least populated class.*")
+        reg = cross_validate(build_regressor, Xr, yr, cv=2, config={**CFG, "epochs": 1},
+                             run_dir=str(tmp_path), verbose=0)
+    assert reg.task == "regression" and set(reg.oof_score(yr)) == {"mse", "r2"}
+
+
+def test_oof_score_r2_per_output_and_multilabel_scores():
+    from sklearn.metrics import hamming_loss, r2_score
+
+    from kerasrecipe.cv import CVResult, infer_task
+
+    rng = np.random.RandomState(0)
+    y = np.stack([rng.randn(50), 100 * rng.randn(50)], axis=1)  # two outputs, very different scales
+    p = y + np.stack([0.9 * rng.randn(50), 10 * rng.randn(50)], axis=1)
+    res = CVResult(folds=[], histories=[], scores={}, oof=p, models=[], run_dirs=[], task="regression")
+    s = res.oof_score(y)
+    assert s["r2"] == pytest.approx(r2_score(y, p))  # per column, then averaged
+    assert s["mse"] == pytest.approx(np.mean((p - y) ** 2))
+
+    ym = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    assert infer_task(ym) == "multilabel"
+    logits = np.array([[2.0, -1.0, 0.3], [-2.0, 0.2, -0.1], [1.0, 1.0, -3.0], [-1.0, -1.0, -0.2]])
+    ml = CVResult(folds=[], histories=[], scores={}, oof=logits, models=[], run_dirs=[], task="multilabel",
+                  from_logits=True)
+    pred = (logits > 0).astype(int)
+    assert ml.oof_score(ym) == pytest.approx({"subset_accuracy": 0.75, "hamming_loss": hamming_loss(ym, pred)})
+
+
+def test_multilabel_cross_validation(tmp_path):
+    import keras
+
+    from kerasrecipe.cv import model_task
+
+    def build():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
+        model.compile(keras.optimizers.Adam(5e-2), "binary_crossentropy")
+        return model
+
+    assert model_task(build()) == "multilabel"
+    rng = np.random.RandomState(0)
+    X = rng.randn(48, 4).astype("float32")
+    Y = (X[:, :3] > 0).astype("float32")
+    Y[:, 2] = 1 - Y[:, 0]  # a label that is often on with others: rows are multi-hot
+    res = cross_validate(build, X, Y, cv=2, config={**CFG, "epochs": 1}, run_dir=str(tmp_path), verbose=0)
+    assert res.task == "multilabel" and res.oof.shape == (48, 3)
+    assert set(res.oof_score(Y)) == {"subset_accuracy", "hamming_loss"}
+    assert res.ensemble.task == "multilabel" and res.ensemble.predict_labels(X[:5]).shape == (5, 3)

@@ -78,3 +78,19 @@ def test_bad_arguments(teacher):
         distill(ens, mlp(4), X[:10], alpha=0.3)
     with pytest.raises(ConfigError, match="student outputs shape"):
         distill(ens, mlp(4, n_out=3), X[:10])
+
+
+def test_multilabel_teacher_is_distilled_label_by_label(tmp_path):
+    import keras
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(128, 64).astype("float32")
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((64,)), keras.layers.Dense(3, activation="sigmoid")])
+    teacher.compile("adam", "binary_crossentropy")
+    student = keras.Sequential([keras.Input((64,)), keras.layers.Dense(3)])  # logits
+    res = distill(Ensemble([teacher]), student, X, y=(teacher.predict(X, verbose=0) > 0.5).astype("float32"),
+                  temperature=2.0, config={**QUIET, "epochs": 1}, run_dir=str(tmp_path))
+    assert res.task == "multilabel" and 0 <= res.agreement <= 1
+    assert res.teacher_accuracy == 1.0  # per-label accuracy of the teacher on its own labels
+    assert {"loss", "val_loss"} <= set(res.history)

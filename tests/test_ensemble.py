@@ -188,3 +188,47 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     (tmp_path / "d" / "manifest.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ConfigError, match="not a kerasrecipe ensemble"):
         Ensemble.load(str(tmp_path / "d"))
+
+
+# ---------------------------------------------------------------------------- audit fixes
+def test_from_seeds_refuses_a_model_instance():
+    x, y = np.zeros((8, 4), "float32"), np.zeros(8, "int32")
+    with pytest.raises(InputTypeError, match="build_fn must be a function returning a fresh compiled model"):
+        Ensemble.from_seeds(tiny_mlp(n_in=4, n_out=3), x, y, seeds=2)
+
+
+def _multilabel_member(seed, from_logits=False):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation=None if from_logits else "sigmoid")])
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=from_logits))
+    return model
+
+
+def test_multilabel_members_are_combined_label_by_label():
+    members = [_multilabel_member(s) for s in range(3)]
+    ens = Ensemble(members)
+    assert ens.task == "multilabel" and not ens.from_logits
+    rng = np.random.RandomState(0)
+    x = rng.randn(40, 4).astype("float32")
+    P = ens.predict_members(x)
+    np.testing.assert_allclose(ens.predict(x), P.mean(0), atol=1e-9)
+    labels = ens.predict_labels(x)
+    assert labels.shape == (40, 3) and set(np.unique(labels)) <= {0, 1}
+    np.testing.assert_array_equal(labels, (P.mean(0) > 0.5).astype(int))
+    # vote: per label, the share of members predicting it
+    ens.method = "vote"
+    np.testing.assert_allclose(ens.combine(P), np.mean(P > 0.5, axis=0))
+    # blending weights minimise the binary log loss of each label (not a softmax log loss)
+    Y = (rng.rand(40, 3) > 0.5).astype("float32")
+    w = ens.fit_weights(x, Y)
+    q = np.clip(np.tensordot(w, P, axes=1), 1e-12, 1 - 1e-12)
+    bce = -np.mean(Y * np.log(q) + (1 - Y) * np.log(1 - q))
+    assert ens.blend_loss_ == pytest.approx(bce, rel=1e-6)
+    # logits members: a sigmoid on each label, not a softmax over the labels
+    logit_members = [_multilabel_member(s, from_logits=True) for s in range(2)]
+    lens = Ensemble(logit_members)
+    assert lens.from_logits and lens.task == "multilabel"
+    z = np.stack([m.predict(x, verbose=0) for m in logit_members])
+    np.testing.assert_allclose(lens.predict(x), np.mean(1 / (1 + np.exp(-z)), axis=0), rtol=1e-5, atol=1e-6)

@@ -188,3 +188,96 @@ def test_bad_inputs_raise_clear_errors(clf_data):
         small_clf(output_bias="yes").fit(X, y)
     with pytest.raises(ValueError, match="one class"):
         small_clf().fit(X, np.zeros(len(X)))
+
+
+# ---------------------------------------------------------------------------- audit fixes
+ONE = {"epochs": 1, "batch_size": 32}
+
+
+def test_sample_weight_in_fit_and_through_a_pipeline(clf_data):
+    from sklearn.utils.validation import has_fit_parameter
+
+    X, y = clf_data
+    w = np.linspace(0.2, 2.0, len(X))
+    assert has_fit_parameter(RecipeClassifier(), "sample_weight")
+    assert has_fit_parameter(RecipeRegressor(), "sample_weight")
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):  # routed to fit, not to score
+        routing = RecipeClassifier().set_fit_request(sample_weight=True).get_metadata_routing()
+        assert routing.fit.requests == {"sample_weight": True}
+        assert routing.score.requests == {"sample_weight": None}
+    pipe = make_pipeline(StandardScaler(), small_clf(config=dict(ONE)))
+    scores = cross_val_score(pipe, X, y, cv=2, params={"recipeclassifier__sample_weight": w})
+    assert len(scores) == 2 and np.all(np.isfinite(scores))
+    with pytest.raises(ValueError, match="sample_weight"):
+        small_clf(config=dict(ONE)).fit(X, y, sample_weight=w[:10])
+    with pytest.raises(ValueError, match="zero"):
+        small_clf(config=dict(ONE)).fit(X, y, sample_weight=np.zeros(len(X)))
+    with pytest.raises(ValueError, match="one class"):
+        small_clf(config=dict(ONE)).fit(X, y, sample_weight=(y == 0).astype(float))
+
+
+def test_user_validation_data_replaces_the_internal_split(clf_data):
+    X, y = clf_data
+    labels = np.array(["ant", "bee", "cat"])[y]
+    clf = small_clf(config=dict(ONE)).fit(X[:120], labels[:120], validation_data=(X[120:], labels[120:]))
+    assert len(clf.validation_index_) == 0 and len(clf.train_index_) == 120
+    assert "val_loss" in clf.history_
+    with pytest.raises(ValueError, match="unknown categories"):
+        small_clf(config=dict(ONE)).fit(X[:120], labels[:120], validation_data=(X[120:], ["dog"] * 40))
+
+
+def test_fit_leaves_the_callers_random_streams_alone(reg_data):
+    import random
+
+    X, y = reg_data
+    np.random.seed(123)
+    random.seed(123)
+    expected = (np.random.rand(3), random.random())
+    np.random.seed(123)
+    random.seed(123)
+    RecipeRegressor(config=dict(ONE)).fit(X, y)  # seeds everything for itself...
+    assert np.array_equal(np.random.rand(3), expected[0])  # ...and restores the caller's streams
+    assert random.random() == expected[1]
+
+
+def _binary_sigmoid_model(X, y):
+    import keras
+
+    model = keras.Sequential([keras.Input((X.shape[1],)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _sparse_logits_model(X, y):
+    import keras
+
+    model = keras.Sequential([keras.Input((X.shape[1],)), keras.layers.Dense(y.shape[1])])
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def test_targets_follow_the_model_sigmoid_unit(clf_data):
+    X, y = clf_data
+    yb = np.where(y == 0, "no", "yes")
+    clf = RecipeClassifier(model=_binary_sigmoid_model, config=dict(ONE)).fit(X, yb)
+    assert clf.target_encoding_ == "binary" and clf.output_bias_ == "applied"
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(proba[:, 1], clf.model_.predict(X, verbose=0)[:, 0], rtol=1e-5)
+    assert set(clf.predict(X)) <= {"no", "yes"}
+    with pytest.raises(ConfigError, match="1 output unit.*3 classes"):
+        RecipeClassifier(model=_binary_sigmoid_model, config=dict(ONE)).fit(X, y)
+
+
+def test_targets_follow_the_model_sparse_loss_and_logits(clf_data):
+    X, y = clf_data
+    clf = RecipeClassifier(model=_sparse_logits_model, config=dict(ONE)).fit(X, y)
+    assert clf.target_encoding_ == "sparse" and clf.from_logits_
+    proba = clf.predict_proba(X)  # softmax of the logits
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert proba.min() >= 0
+    np.testing.assert_array_equal(clf.predict(X), clf.model_.predict(X, verbose=0).argmax(1))
