@@ -122,6 +122,13 @@ def set_output_bias(model, y, *, kind: Optional[str] = None) -> np.ndarray:
             raise ConfigError(f"kind='regression' sets the bias to the target mean, which is the output only "
                               f"for a linear output; this output applies {act!r}")
     units = int(np.prod(layer.bias.shape))
+    if kind == "softmax":  # labels the loss ignores (SparseCategoricalCrossentropy(ignore_class=-1)) are no class
+        from kerasrecipe.checks.introspect import resolve_loss
+
+        ignore = getattr(resolve_loss(model), "ignore_class", None)
+        y = np.asarray(y)
+        if ignore is not None and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+            y = y.reshape(-1)[y.reshape(-1) != ignore]
     values = output_bias_values(y, kind, units).reshape(tuple(layer.bias.shape))
     layer.bias.assign(values.astype(layer.bias.dtype))
     return values

@@ -37,6 +37,12 @@ def test_softmax_bias_is_log_priors_even_behind_an_activation_layer():
     np.testing.assert_allclose(b2, b, rtol=1e-6)
 
 
+def test_softmax_bias_leaves_out_the_loss_ignore_class():
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10 + [-1] * 50)  # -1: padding the loss skips
+    m = zero_kernel_model(3, "softmax", keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    np.testing.assert_allclose(set_output_bias(m, y), np.log([0.7, 0.2, 0.1]), rtol=1e-6)
+
+
 def test_sigmoid_bias_is_the_prior_logit():
     y = np.array([1] * 10 + [0] * 100, "float32")  # 1:10 -> p = 1/11
     m = zero_kernel_model(1, "sigmoid", "binary_crossentropy")
