@@ -138,6 +138,12 @@ BAD_INPUTS = [
     (dict(fixed={"lr": 0.1}, search=("lr",)), "both searched and fixed"),
     (dict(ranges={"lr": (0.0, 1.0)}), "log-uniform range needs min > 0"),
     (dict(fixed={"optimizer": "adagrad-ish"}), "optimizer"),
+    (dict(refine_decades=0), "refine_decades=0 is invalid"),
+    (dict(refine_decades=-1), "refine_decades=-1 is invalid"),
+    (dict(refine_decades="1"), "refine_decades='1' is invalid"),
+    (dict(ranges={"weight_decay": {"min": 0.0, "max": 1e-2}}), "sampling='linear'"),
+    (dict(fixed=dict(lr=1e-3, optimizer="adam", batch_size=32, weight_decay=0.0, dropout=0.0,
+                     schedule="plateau")), "nothing is left to search"),
 ]
 
 
@@ -338,3 +344,203 @@ def test_resume_after_a_crash_loses_no_trial_and_runs_none_twice(tmp_path):
     again = search(build, x, y, **kw)
     assert len(fits) == n
     assert [r["name"] for r in again.trials] == [r["name"] for r in res.trials]
+
+
+# ------------------------------------------------------------------ audit fixes
+def test_objective_direction_from_the_metric_name():
+    from kerasrecipe.tuning.tuner import objective_for
+
+    minimised = ["val_loss", "loss", "val_out_loss", "val_mean_absolute_error", "val_mse",
+                 "val_sparse_categorical_crossentropy", "val_false_negatives"]
+    maximised = ["val_accuracy", "val_out_sparse_categorical_accuracy", "val_auc_1", "val_r2_score",
+                 "val_f1_score", "val_fbeta_score", "val_cosine_similarity", "val_precision", "val_recall",
+                 "val_binary_io_u", "val_mean_io_u", "val_precision_at_recall"]
+    assert {n: objective_for(n).direction for n in minimised + maximised} == {
+        **{n: "min" for n in minimised}, **{n: "max" for n in maximised}}
+    for name in ("val_score", "val_mean", "val_sum"):
+        with pytest.raises(ConfigError, match=r"keras_tuner.Objective\("):
+            objective_for(name)
+    obj = keras_tuner.Objective("val_score", "max")
+    assert objective_for(obj) is obj
+
+
+def test_split_and_subsample_keep_the_requested_fraction_with_many_labels():
+    from kerasrecipe.tuning import validation_split
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype("float32")
+    for y in (rng.integers(0, 1000, 200),                 # integer regression targets
+              np.repeat(np.arange(100), 2).astype("int32")):  # 100 classes of 2
+        (xt, yt), (xv, yv) = validation_split(x, y, 0.2, seed=0)
+        assert (len(xt), len(xv)) == (160, 40)
+        assert sorted(np.concatenate([yt, yv]).tolist()) == sorted(y.tolist())
+        assert len(subsample_indices(y, 0.1, seed=0)) == 20
+    # few classes: still stratified, and a rare class keeps one sample
+    y = np.repeat(np.arange(4), [500, 200, 80, 20])
+    assert np.bincount(y[subsample_indices(y, 0.01, seed=0)], minlength=4).tolist() == [4, 2, 1, 1]
+
+
+def test_mismatched_lengths_are_a_clear_error(tmp_path):
+    from kerasrecipe.tuning import subsample, validation_split
+
+    x, y = _data(40)
+    with pytest.raises(InputTypeError, match=r"same number of samples.*x: 30 rows.*y: 40 rows"):
+        search(build, x[:30], y, directory=str(tmp_path), verbose=0)
+    with pytest.raises(InputTypeError, match=r"validation_data: x: 10 rows.*validation_data: y: 12 rows"):
+        search(build, x, y, validation_data=(x[:10], y[:12]), directory=str(tmp_path), verbose=0)
+    with pytest.raises(InputTypeError, match=r"x\['b'\]: 20 rows"):
+        validation_split({"a": x, "b": x[:20]}, y, 0.2)
+    with pytest.raises(InputTypeError, match="same number of samples"):
+        subsample([x, x], y[:39], 0.5)
+    assert not any(p.name.startswith("trial_") for p in tmp_path.rglob("*")), "no trial may run"
+
+
+def test_dict_ranges_of_lr_and_weight_decay_are_log_uniform_by_default():
+    hm = RecipeHyperModel(build, search=("lr", "weight_decay", "dropout"),
+                          ranges={"lr": {"min": 1e-5, "max": 1e-1}, "weight_decay": {"min": 1e-6, "max": 1e-2},
+                                  "dropout": {"min": 0.0, "max": 0.3}})
+    hp = keras_tuner.HyperParameters()
+    hm.declare(hp)
+    sampling = {p.name: p.sampling for p in hp.space if hasattr(p, "sampling")}
+    assert sampling == {"learning_rate": "log", "weight_decay": "log", "dropout": "linear"}
+    linear = RecipeHyperModel(build, search=("weight_decay",),
+                              ranges={"weight_decay": {"min": 0.0, "max": 1e-2, "sampling": "linear"}})
+    assert linear.ranges["weight_decay"]["sampling"] == "linear"
+    with pytest.raises(ConfigError, match="sampling='cubic'"):
+        RecipeHyperModel(build, ranges={"lr": {"min": 1e-5, "max": 1e-1, "sampling": "cubic"}})
+
+
+def test_a_fixed_parameter_leaves_the_default_search():
+    hm = RecipeHyperModel(build, fixed={"optimizer": "sgd", "lr": 0.01})
+    assert hm.search == ("batch_size", "weight_decay", "dropout", "schedule")
+    hp = keras_tuner.HyperParameters()
+    hm.declare(hp)
+    assert (hp.get("optimizer"), hp.get("learning_rate")) == ("sgd", 0.01)
+    with pytest.raises(ConfigError, match=r"\['optimizer'\] are both searched and fixed"):
+        RecipeHyperModel(build, search=("lr", "optimizer"), fixed={"optimizer": "sgd"})
+
+
+def test_narrow_lr_stays_inside_the_searched_range():
+    bounds = {"min": 1e-4, "max": 1e-2}
+    r = narrow_lr(1e-2, 1.0, bounds)  # best at the top: half a decade, below it
+    assert (r["min"], r["max"]) == pytest.approx((1e-2 / math.sqrt(10), 1e-2))
+    r = narrow_lr(1e-3, 4.0, bounds)  # wider than the bounds: the bounds
+    assert (r["min"], r["max"]) == pytest.approx((1e-4, 1e-2))
+    r = narrow_lr(1.0, 1.0, bounds)   # outside (e.g. the config's LR): the decade nearest to it
+    assert (r["min"], r["max"]) == pytest.approx((1e-3, 1e-2))
+    with pytest.raises(ConfigError, match="refine_decades"):
+        narrow_lr(1e-3, 0)
+
+
+def _trial_rows():
+    return [
+        {"stage": "lr", "trial": "0", "score": 0.5, "status": "COMPLETED"},
+        {"stage": "lr", "trial": "1", "score": None, "status": "FAILED"},
+        {"stage": "rest", "trial": "0", "score": 0.9, "status": "COMPLETED"},
+        {"stage": "rest", "trial": "1", "score": 0.1, "status": "COMPLETED"},
+    ]
+
+
+def test_trials_table_is_best_first():
+    from kerasrecipe.tuning.search import SearchResult, trials_table
+
+    # failed trial last; max_rows keeps the best ones
+    table = trials_table(_trial_rows(), keras_tuner.Objective("val_score", "max"))
+    assert list(table.columns[2].cells) == ["0.9", "0.5", "0.1", ""]
+    res = SearchResult(best_config=None, best_hyperparameters={}, best_score=0.1, objective="val_score",
+                       model=None, trials=_trial_rows(), directory="", csv_path="", direction="min")
+    assert list(res.table().columns[2].cells) == ["0.1", "0.5", "0.9", ""]
+    assert list(res.table(max_rows=2).columns[2].cells) == ["0.1", "0.5"]
+
+
+SEED_WITH_A_DEEP_TRIAL = 1  # its first trials: deep with u2=3, not deep
+
+
+def _conditional_build(hp):
+    """deep=True adds a layer of u2 units; the metric scores the architecture: deep and wide best."""
+    layers = [keras.Input((8,)), keras.layers.Dense(4, activation="relu")]
+    score = 1.0
+    deep = hp.Boolean("deep")
+    with hp.conditional_scope("deep", [True]):
+        if deep:
+            u2 = hp.Choice("u2", [2, 3, 5])
+            layers.append(keras.layers.Dense(u2, activation="relu"))
+            score = 1.0 / u2
+    layers.append(keras.layers.Dense(3, activation="softmax"))
+    m = keras.Sequential(layers)
+
+    def arch_score(y_true, y_pred):
+        return keras.ops.mean(y_pred) * 0.0 + score
+
+    m.compile(loss="sparse_categorical_crossentropy", metrics=[arch_score], jit_compile=False)
+    return m
+
+
+def test_refine_holds_the_best_architecture_and_stays_in_the_lr_range(tmp_path):
+    x, y = _data(40)
+    res = search(_conditional_build, x, y, stages=("all", "refine"), max_trials=(2, 1), epochs=1,
+                 search=("lr",), fixed={"batch_size": 32}, ranges={"lr": (1e-3, 1e-2)}, refine_decades=2.0,
+                 objective=keras_tuner.Objective("val_arch_score", "min"), retrain=False,
+                 directory=str(tmp_path), verbose=0, seed=SEED_WITH_A_DEEP_TRIAL)
+    first = [r for r in res.trials if r["stage"] == "all"]
+    best = min(first, key=lambda r: r["score"])
+    assert best["deep"] is True, "the seed's first trials should include a deep one"
+    (refine,) = [r for r in res.trials if r["stage"] == "refine"]
+    # the conditional hyperparameter (inactive at the defaults) is held at the best trial's value
+    assert (refine["deep"], refine["u2"]) == (True, best["u2"])
+    # the refine range: two decades around the best, cut to the searched range (one decade wide)
+    assert res.stages["refine"]["lr_range"] == pytest.approx((1e-3, 1e-2))
+    assert 1e-3 <= refine["learning_rate"] <= 1e-2
+
+
+def test_misnamed_objective_fails_before_any_trial_with_its_cause(tmp_path):
+    def no_metrics(hp):
+        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+        m.compile(loss="sparse_categorical_crossentropy", jit_compile=False)
+        return m
+
+    x, y = _data(40)
+    with pytest.raises(ConfigError, match=r"'val_accuracy' is none of the metrics the model logs \['loss', "
+                                             r"'val_loss'\]"):
+        search(no_metrics, x, y, objective="val_accuracy", directory=str(tmp_path), verbose=0)
+    assert not any(p.name.startswith("trial_") for p in tmp_path.rglob("*")), "no trial may run"
+    # with custom callbacks (they may add metrics) the first trial stops the search, with the cause
+    with pytest.raises(ConfigError, match="not among the trained metrics"):
+        search(no_metrics, x, y, objective="val_accuracy", stages=("lr",), max_trials=3, epochs=1,
+               callbacks=trial_callbacks, directory=str(tmp_path), project_name="cb", verbose=0)
+    assert len([p for p in (tmp_path / "cb").rglob("trial.json")]) <= 1
+
+
+def test_no_completed_trial_error_carries_the_cause(tmp_path):
+    def broken(hp):
+        if hp.get("learning_rate") != 1e-5:  # the defaults build; a sampled learning rate does not
+            raise ValueError("boom: this architecture cannot be built")
+        return build(hp)
+
+    x, y = _data(40)
+    with pytest.raises(ConfigError, match="no trial completed.*ValueError: boom: this architecture"):
+        search(broken, x, y, stages=("lr",), max_trials=1, epochs=1, retrain=False, directory=str(tmp_path),
+               verbose=0)
+
+
+def test_retrained_model_is_reused_only_for_the_same_data(tmp_path):
+    import warnings
+
+    x, y = _data(40)
+    kw = dict(stages=("lr",), search=("lr",), max_trials=1, epochs=1, directory=str(tmp_path), project_name="re",
+              seed=0)
+    first = search(build, x, y, console=quiet(), **kw)
+    out = quiet()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = search(build, x, y, console=out, **kw)
+    assert "loaded, not retrained" in out.file.getvalue()
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert again.retrain_seconds is None
+    np.testing.assert_allclose(again.model.predict(x[:4], verbose=0), first.model.predict(x[:4], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # other data of the same size: retrained, not the stale model
+    out = quiet()
+    other = search(build, x[::-1].copy(), y, console=out, **kw)
+    assert "loaded, not retrained" not in out.file.getvalue()
+    assert other.retrain_seconds is not None

@@ -1,6 +1,7 @@
 """Data helpers of the search: stratified reproducible subsampling (B7), class subsets, splits."""
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -33,6 +34,53 @@ def n_samples(x) -> int:
     elif isinstance(x, (list, tuple)):
         x = x[0]
     return int(x.shape[0])
+
+
+def _leaves(x, path="x"):
+    """(path, array) of every array in x (an array, or a list/tuple/dict of arrays)."""
+    if isinstance(x, Mapping):
+        for k, v in x.items():
+            yield from _leaves(v, f"{path}[{k!r}]")
+    elif isinstance(x, (list, tuple)) and x and all(hasattr(v, "shape") for v in x):
+        for i, v in enumerate(x):
+            yield from _leaves(v, f"{path}[{i}]")
+    elif getattr(x, "shape", None) is not None and len(x.shape):
+        yield path, x
+
+
+def check_cardinality(x, y=None, what: str = "") -> None:
+    """InputTypeError unless every array of x and y has the same number of rows (Keras's
+    "Data cardinality is ambiguous", said before any truncation or indexing error)."""
+    sizes = {}
+    for part, name in ((x, f"{what}x"), (y, f"{what}y")):
+        for path, a in _leaves(part, name):
+            sizes.setdefault(int(a.shape[0]), []).append(path)
+    if len(sizes) > 1:
+        listed = "; ".join(f"{', '.join(paths)}: {n} rows" for n, paths in sizes.items())
+        raise InputTypeError(
+            f"inputs and targets must have the same number of samples (rows), got {listed}: "
+            "pass matching arrays"
+        )
+
+
+def fingerprint(*parts, rows: int = 256) -> str:
+    """A cheap fingerprint of data (arrays, or lists/dicts of arrays, or None): the shape and dtype
+    of every array, `rows` evenly spaced rows of it and, for numbers, its sum — enough to tell
+    another data set of the same size from this one without hashing it all."""
+    h = hashlib.sha256()
+    for i, part in enumerate(parts):
+        h.update(f"|{i}".encode())
+        for path, a in _leaves(part, "x"):
+            a = np.asarray(a)
+            pick = np.unique(np.linspace(0, len(a) - 1, num=min(len(a), rows)).round().astype(np.int64))
+            sample = np.ascontiguousarray(a[pick])
+            h.update(f"{path}{a.shape}{a.dtype}".encode())
+            if a.dtype.kind in "biufc":
+                h.update(sample.tobytes())
+                h.update(repr(np.sum(a, dtype=np.complex128 if a.dtype.kind == "c" else np.float64)).encode())
+            else:
+                h.update(repr(sample.tolist()).encode())
+    return h.hexdigest()[:16]
 
 
 def take(x, idx):
@@ -82,7 +130,9 @@ def subsample_indices(
     Args:
         y: targets (class labels or one-hot rows are stratified; other targets are sampled
             uniformly). May be None with `n` given (uniform sampling).
-        fraction: in (0, 1]: the share of each class kept (at least one sample per class kept).
+        fraction: in (0, 1]: the share kept, round(fraction * n) samples in all, the same share of
+            each class (every class keeps at least one sample when there are as many samples
+            to keep as classes).
         classes: keep only these class labels (a list), or an int k: k classes chosen at random
             (reproducibly). Labels are not renumbered: the model keeps its output size.
         seed: same seed, same indices.
@@ -118,20 +168,38 @@ def subsample_indices(
         idx = idx[np.isin(labels, keep)]
     if fraction is None or fraction == 1:
         return idx
+    k = max(1, int(round(fraction * len(idx))))
     if labels is None:
-        k = max(1, int(round(fraction * len(idx))))
         return np.sort(rng.choice(idx, size=k, replace=False))
-    out = []
-    sub_labels = labels[idx]
-    for c in np.unique(sub_labels):
-        members = idx[sub_labels == c]
-        k = max(1, int(round(fraction * len(members))))
-        out.append(rng.choice(members, size=k, replace=False))
+    # stratified with the exact total: each class's share rounded by largest remainder (ties at
+    # random), so many small classes (or integer regression targets) cannot inflate the sample
+    present, inverse = np.unique(labels[idx], return_inverse=True)
+    counts = np.bincount(inverse)
+    alloc = _allocate(counts, k, rng)
+    out = [rng.choice(idx[inverse == c], size=int(alloc[c]), replace=False) for c in range(len(present))]
     return np.sort(np.concatenate(out))
+
+
+def _allocate(counts: np.ndarray, k: int, rng) -> np.ndarray:
+    """How many of each class to draw, k in all, proportional to `counts`; every class gets one
+    when there are at least as many draws as classes."""
+    exact = counts * (k / counts.sum())
+    alloc = np.minimum(np.floor(exact).astype(np.int64), counts)
+    rest = k - int(alloc.sum())
+    if rest > 0:
+        order = np.lexsort((rng.random(len(counts)), -(exact - alloc)))
+        order = [c for c in order if alloc[c] < counts[c]]
+        alloc[np.asarray(order[:rest], dtype=np.int64)] += 1
+    if len(counts) <= k:
+        for c in np.flatnonzero(alloc == 0):  # a rare class keeps one sample, taken from the largest
+            alloc[int(np.argmax(alloc))] -= 1
+            alloc[c] += 1
+    return alloc
 
 
 def subsample(x, y, fraction=None, classes=None, *, seed=0) -> Tuple:
     """(x_sub, y_sub) — see `subsample_indices`."""
+    check_cardinality(x, y)
     idx = subsample_indices(y, fraction, classes, seed=seed, n=n_samples(x))
     return take(x, idx), take(y, idx)
 
@@ -144,6 +212,7 @@ def validation_split(x, y, fraction: float, *, seed=0):
             f"validation split {fraction!r} is invalid: pass validation_data, or set "
             "RecipeConfig.validation_split in (0, 1) (0.2 is the recipe's, B2)"
         )
+    check_cardinality(x, y)
     n = n_samples(x)
     val = subsample_indices(y, fraction, seed=seed, n=n) if y is not None else subsample_indices(
         None, fraction, seed=seed, n=n)

@@ -58,6 +58,28 @@ def trial_callbacks(config: RecipeConfig) -> list:
     return cbs
 
 
+def _arch_entries(arch_fixed) -> list:
+    """[(name, value, conditions)] of the architecture hyperparameters to hold fixed."""
+    recipe = set(space.HP_NAMES.values())
+    if arch_fixed is None:
+        return []
+    if isinstance(arch_fixed, keras_tuner.HyperParameters):
+        out = {}
+        for p in arch_fixed.space:  # parents come before the hyperparameters they condition
+            if (p.name not in recipe and not p.name.startswith("tuner/") and p.name not in out
+                    and p.name in arch_fixed.values and arch_fixed.is_active(p)):
+                out[p.name] = (p.name, arch_fixed.values[p.name], list(p.conditions))
+        return list(out.values())
+    if not isinstance(arch_fixed, Mapping):
+        raise InputTypeError(
+            f"arch_fixed must be a dict name -> value or a keras_tuner.HyperParameters, got {type(arch_fixed).__name__}"
+        )
+    clash = sorted(set(arch_fixed) & recipe)
+    if clash:
+        raise ConfigError(f"arch_fixed names {clash} are recipe parameters: use fixed= for them")
+    return [(name, value, []) for name, value in arch_fixed.items()]
+
+
 def _n_samples(x) -> Optional[int]:
     if isinstance(x, Mapping):
         x = next(iter(x.values()), None)
@@ -83,10 +105,12 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             optimizer is replaced by the recipe's) or not (then pass `loss`).
         config: base `RecipeConfig` (or dict); values of parameters not searched come from it.
         search: which of `("lr", "optimizer", "batch_size", "weight_decay", "dropout",
-            "schedule")` to search. "learning_rate" is accepted for "lr".
+            "schedule")` to search (default: all that are not in `fixed`). "learning_rate" is
+            accepted for "lr". A parameter both listed here and fixed is an error.
         fixed: dict parameter -> value, fixed for every trial.
         ranges: dict parameter -> range replacing the catalog's (`space.DEFAULT_RANGES`):
-            `(min, max)` for lr/weight_decay (log-uniform) and dropout, a list for choices.
+            `(min, max)` or `dict(min=, max=, sampling=, step=)` for lr, weight_decay (both
+            log-uniform unless `sampling="linear"`) and dropout (linear), a list for choices.
         loss, metrics: used to compile when `build_fn` returns an uncompiled model (or to
             override its loss/metrics).
         epochs: epochs per trial (default `config.epochs`; early stopping ends most trials).
@@ -94,8 +118,10 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             `trial_callbacks`). E.g. `lambda c: kerasrecipe.default(c, checkpoint="none")` for the
             full recipe.
         fit_verbose: verbosity of `model.fit` inside trials.
-        arch_fixed: dict of build_fn's own hyperparameters to hold fixed (declared `hp.Fixed`
-            before build_fn runs). The search's LR stages use it to search the LR alone.
+        arch_fixed: build_fn's own hyperparameters to hold fixed (declared `hp.Fixed` before
+            build_fn runs): a dict name -> value, or a `keras_tuner.HyperParameters` (e.g. a
+            trial's), whose active non-recipe values are held under their conditions
+            (`hp.conditional_scope`). The search's LR stages use it to search the LR alone.
 
     Example:
         def build(hp):
@@ -114,7 +140,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         build_fn: Callable,
         *,
         config: Optional[RecipeConfig] = None,
-        search: Iterable[str] = space.PARAMS,
+        search: Optional[Iterable[str]] = None,
         fixed: Optional[Mapping[str, Any]] = None,
         ranges: Optional[Mapping[str, Any]] = None,
         loss=None,
@@ -131,8 +157,15 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             raise InputTypeError(f"build_fn must be callable as build_fn(hp) -> keras.Model, got {build_fn!r}")
         self.build_fn = build_fn
         self.config = resolve_config(config)
-        self.search = space.normalize_search(search)
         self.fixed = space.normalize_fixed(fixed)
+        if search is None:  # the default: every recipe parameter that is not fixed
+            search = tuple(p for p in space.PARAMS if p not in self.fixed)
+            if not search:
+                raise ConfigError(
+                    f"fixed= fixes every recipe parameter {space.PARAMS}: nothing is left to search "
+                    "(to train one fixed configuration, use model.fit with kerasrecipe.default())."
+                )
+        self.search = space.normalize_search(search)
         both = sorted(set(self.search) & set(self.fixed))
         if both:
             raise ConfigError(f"{both} are both searched and fixed: remove them from search or from fixed")
@@ -146,10 +179,9 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             raise InputTypeError("callbacks must be a function config -> list of callbacks")
         self.callbacks = callbacks or trial_callbacks
         self.fit_verbose = fit_verbose
-        self.arch_fixed = dict(arch_fixed or {})
-        clash = sorted(set(self.arch_fixed) & set(space.HP_NAMES.values()))
-        if clash:
-            raise ConfigError(f"arch_fixed names {clash} are recipe parameters: use fixed= for them")
+        self._arch_source = arch_fixed
+        self._arch = _arch_entries(arch_fixed)
+        self.arch_fixed = {name: value for name, value, _ in self._arch}
         self._build_args = dict(
             config=config, loss=loss, metrics=metrics, epochs=epochs, callbacks=callbacks,
             fit_verbose=fit_verbose,
@@ -163,18 +195,18 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             search=self.search if search is None else search,
             fixed=self.fixed if fixed is None else fixed,
             ranges=self.ranges if ranges is None else ranges,
-            arch_fixed=self.arch_fixed if arch_fixed is None else arch_fixed,
+            arch_fixed=self._arch_source if arch_fixed is None else arch_fixed,
             **self._build_args,
         )
 
-    def arch_defaults(self) -> dict:
-        """Default values of build_fn's own hyperparameters (one build, no training)."""
+    def arch_defaults(self) -> keras_tuner.HyperParameters:
+        """The hyperparameters of one build at the defaults (no training): build_fn's own ones
+        with their default values and conditions (pass it as `arch_fixed=` to hold them)."""
         hp = keras_tuner.HyperParameters()
         self.declare(hp)
-        recipe = set(space.HP_NAMES.values()) | set(self.arch_fixed)
         self.build_fn(hp)
-        keras.utils.clear_session()
-        return {k: v for k, v in hp.values.items() if k not in recipe}
+        keras.utils.clear_session(free_memory=False)
+        return hp
 
     def declare(self, hp) -> dict:
         """Declare the recipe's training hyperparameters on `hp`; returns {name: value}."""
@@ -183,8 +215,11 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             name: space.declare(hp, name, self.ranges[name], fixed=base[name], searched=name in self.search)
             for name in space.PARAMS
         }
-        for name, value in self.arch_fixed.items():
-            hp.Fixed(name, value)
+        for name, value, conditions in self._arch:
+            # under the conditions build_fn declares it with, so that build_fn's own hp.Choice(...)
+            # finds this one (a second, unconditional entry would be sampled on its own)
+            hp.merge([keras_tuner.engine.hyperparameters.Fixed(name, value, conditions=conditions)],
+                     overwrite=False)
         return values
 
     def declare_hyperparameters(self, hp):

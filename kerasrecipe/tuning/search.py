@@ -29,7 +29,7 @@ from kerasrecipe.tuning import data as data_mod
 from kerasrecipe.tuning import distributed, space
 from kerasrecipe.tuning.hypermodel import RecipeHyperModel
 from kerasrecipe.tuning.kfold import KFoldTuner
-from kerasrecipe.tuning.tuner import TUNERS, RecipeTuner, make_oracle, objective_for
+from kerasrecipe.tuning.tuner import TUNERS, ObjectiveError, RecipeTuner, make_oracle, metric_direction, objective_for
 
 STAGES = ("lr", "rest", "refine")
 STAGE_NAMES = ("lr", "rest", "refine", "all")
@@ -51,6 +51,7 @@ class SearchResult:
         estimated_seconds / retrain_seconds: the predicted (H5) and actual retraining time.
         stages: per stage, its best values and the learning-rate range it searched.
         directory: the project directory.
+        direction: "min" or "max", the objective's.
     """
 
     best_config: RecipeConfig
@@ -65,10 +66,11 @@ class SearchResult:
     retrain_seconds: Optional[float] = None
     history: Any = None
     stages: Dict[str, Any] = field(default_factory=dict)
+    direction: str = "min"
 
     def table(self, max_rows: Optional[int] = None):
-        """The trials as a rich Table (best first within the display)."""
-        return trials_table(self.trials, self.objective, max_rows=max_rows)
+        """The trials as a rich Table, best first (failed trials last); `max_rows`: the best ones."""
+        return trials_table(self.trials, keras_tuner.Objective(self.objective, self.direction), max_rows=max_rows)
 
     def print(self, console=None):
         from rich.console import Console
@@ -137,9 +139,28 @@ def trial_rows(stage: str, oracle, objective: str, assignments=None) -> List[Dic
     return rows
 
 
-def trials_table(rows, objective: str, max_rows: Optional[int] = None):
+def best_first(rows, direction: str = "min") -> List[Dict[str, Any]]:
+    """The trial rows sorted best first for an objective `direction` ("min"/"max"); trials without
+    a finite score or not completed go last, in trial order."""
+    def key(r):
+        s = r.get("score")
+        if (not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s)
+                or r.get("status", "COMPLETED") != "COMPLETED"):
+            return (1, 0.0)
+        return (0, s if direction == "min" else -s)
+
+    return sorted(rows, key=key)
+
+
+def trials_table(rows, objective, max_rows: Optional[int] = None):
+    """The trial rows as a rich Table, best first. `objective`: a keras_tuner.Objective or a metric
+    name (its direction then from the name; "min" when the name does not say)."""
     from rich.table import Table
 
+    if isinstance(objective, keras_tuner.Objective):
+        direction, objective = objective.direction, objective.name
+    else:
+        direction = metric_direction(objective) or "min"
     table = Table(title=f"kerasrecipe search: {len(rows)} trials, {objective}", title_justify="left")
     short = {"score": objective, "learning_rate": "lr", "optimizer": "opt", "batch_size": "bs",
              "weight_decay": "wd", "dropout": "drop", "schedule": "sched", "epochs_run": "ep",
@@ -161,7 +182,7 @@ def trials_table(rows, objective: str, max_rows: Optional[int] = None):
     for c in cols:
         table.add_column(short.get(c, c), justify="left" if c in ("stage", "status", "optimizer", "schedule",
                                                                    "worker") else "right")
-    order = rows[: max_rows or len(rows)]
+    order = best_first(rows, direction)[: max_rows or len(rows)]
     for r in order:
         table.add_row(*[_fmt(r.get(c)) for c in cols])
     return table
@@ -239,7 +260,7 @@ def _check_budget(max_trials, stages) -> List[int]:
     return budget
 
 
-def _stage_space(stage: str, searched, best: Dict[str, Any], decades: float):
+def _stage_space(stage: str, searched, best: Dict[str, Any], decades: float, lr_bounds=None):
     """(search list, fixed values, lr range or None) of a stage, or None when it has nothing to do."""
     if stage == "lr":
         names = ("lr",) if "lr" in searched else ()
@@ -252,7 +273,7 @@ def _stage_space(stage: str, searched, best: Dict[str, Any], decades: float):
     if not names:
         return None
     fixed = {n: best[n] for n in space.PARAMS if n not in names}
-    lr_range = space.narrow_lr(best["lr"], decades) if stage == "refine" else None
+    lr_range = space.narrow_lr(best["lr"], decades, lr_bounds) if stage == "refine" else None
     return names, fixed, lr_range
 
 
@@ -277,7 +298,7 @@ def search(
     directory: str = "tuning",
     project_name: str = "search",
     config: Optional[RecipeConfig] = None,
-    search: Sequence[str] = space.PARAMS,
+    search: Optional[Sequence[str]] = None,
     fixed: Optional[Dict[str, Any]] = None,
     ranges: Optional[Dict[str, Any]] = None,
     objective=None,
@@ -312,14 +333,18 @@ def search(
         directory, project_name: where the search lives; the same ones resume a killed search.
         config: base `RecipeConfig`: defaults of what is not searched, objective (`monitor`),
             early-stopping patience, seed.
-        search, fixed, ranges: the recipe parameters to search / fix / their ranges
-            (see `RecipeHyperModel`).
-        objective: metric name or `keras_tuner.Objective` (default `config.monitor`).
+        search, fixed, ranges: the recipe parameters to search (default: all that are not in
+            `fixed`) / fix / their ranges (see `RecipeHyperModel`).
+        objective: metric name or `keras_tuner.Objective` (default `config.monitor`); the direction
+            of a name is known for losses/errors (min) and accuracy, AUC, precision, recall, F1,
+            R², IoU, cosine similarity... (max); pass an Objective for other names. It is
+            checked against the metrics of one model before any trial.
         epochs: max epochs per trial and for the retraining (default `config.epochs`).
         loss, metrics: compile arguments when build_fn does not compile.
         callbacks: `callbacks(config) -> list` used in every trial and the retraining
             (default: early stopping, NaN stop, plateau halving).
-        refine_decades: width of the refine stage's LR range in decades (1: best/√10..best·√10).
+        refine_decades: width (> 0) of the refine stage's LR range in decades (1: best/√10..best·√10),
+            kept inside the searched LR range.
         retrain: retrain the best configuration on the full data.
         overwrite: start afresh instead of resuming.
         seed: seed of subsampling, splits and the oracles (default `config.seed`).
@@ -349,6 +374,7 @@ def search(
         )
     if cv is not None and validation_data is not None:
         raise ConfigError("cv= validates on held-out folds: do not pass validation_data with it")
+    space.check_decades(refine_decades)
     config = resolve_config(config)
     seed = config.seed if seed is None else seed
     seed = 0 if seed is None else int(seed)
@@ -362,12 +388,15 @@ def search(
     # ---------------------------------------------------------------- data
     if y is None:
         raise ConfigError("search needs targets y (x, y arrays)")
+    data_mod.check_cardinality(x, y)
     if cv is None and validation_data is None:
         (x_full, y_full), val_full = data_mod.validation_split(x, y, config.validation_split, seed=seed)
     else:
         x_full, y_full, val_full = x, y, validation_data
     if val_full is not None and (not isinstance(val_full, (tuple, list)) or len(val_full) != 2):
         raise InputTypeError("validation_data must be a tuple (x_val, y_val)")
+    if validation_data is not None:
+        data_mod.check_cardinality(validation_data[0], validation_data[1], "validation_data: ")
     if subsample is not None or classes is not None:
         idx = data_mod.subsample_indices(y_full, subsample, classes, seed=seed, n=data_mod.n_samples(x_full))
         xs, ys = data_mod.take(x_full, idx), data_mod.take(y_full, idx)
@@ -389,6 +418,8 @@ def search(
     os.makedirs(project_dir, exist_ok=True)
     best = space.base_values(config, hm.fixed)
     best_arch = hm.arch_defaults()  # build_fn's own hyperparameters: held at these in LR stages
+    if callbacks is None:  # (custom callbacks may add metrics to the logs)
+        _check_objective(hm, obj, xs, ys, has_validation=vs is not None or cv is not None)
     best_trial = None  # (score, stage, trial)
     stage_info: Dict[str, Any] = {}
     all_rows: List[Dict[str, Any]] = []
@@ -398,7 +429,7 @@ def search(
         if server is not None:
             server.__enter__()
         for i, stage in enumerate(stages):
-            spec = _stage_space(stage, hm.search, best, refine_decades)
+            spec = _stage_space(stage, hm.search, best, refine_decades, hm.ranges["lr"])
             if spec is None:
                 say(f"stage [bold]{stage}[/]: nothing to search (search={hm.search}), skipped")
                 continue
@@ -435,7 +466,8 @@ def search(
             all_rows.extend(rows)
             done = t.oracle.get_best_trials(1)
             if not done or done[0].score is None:
-                raise ConfigError(f"stage {stage!r}: no trial completed; see the trial messages in {t.project_dir}")
+                raise ConfigError(f"stage {stage!r}: no trial completed{_failure_cause(t.oracle)}; see the "
+                                  f"trial messages in {t.project_dir}")
             st = done[0]
             stage_info[stage] = {"best": dict(st.hyperparameters.values), "score": st.score,
                                  "lr_range": (lr_range["min"], lr_range["max"]) if lr_range else None,
@@ -443,8 +475,7 @@ def search(
             if best_trial is None or better(st.score, best_trial[0]):
                 best_trial = (st.score, stage, st)
             best.update(_values_to_params(best_trial[2].hyperparameters.values))
-            best_arch.update({k: v for k, v in best_trial[2].hyperparameters.values.items()
-                              if k in best_arch})
+            best_arch = best_trial[2].hyperparameters  # every architecture value, conditional ones too
             say(f"stage [bold]{stage}[/] done: best {obj.name}={st.score:.4g} with "
                 + ", ".join(f"{k}={_fmt(v)}" for k, v in _values_to_params(st.hyperparameters.values).items()
                             if k in names))
@@ -465,15 +496,46 @@ def search(
     best_config.to_json(os.path.join(project_dir, "best_config.json"))
     if verbose:
         # a log file is not a terminal: print the table whole rather than squeezed into 80 columns
-        console.print(trials_table(all_rows, obj.name), width=None if console.is_terminal else 200)
+        console.print(trials_table(all_rows, obj), width=None if console.is_terminal else 200)
         console.print(f"trials: {csv_path}")
 
     result = SearchResult(best_config=best_config, best_hyperparameters=best_values, best_score=float(best_score),
                           objective=obj.name, model=None, trials=all_rows, directory=project_dir,
-                          csv_path=csv_path, stages=stage_info)
+                          csv_path=csv_path, stages=stage_info, direction=obj.direction)
     if retrain:
         _retrain(result, hm, bt, x_full, y_full, val_full, cv, config, seed, epochs, all_rows, xs, say)
     return result
+
+
+def _check_objective(hm, objective, x, y, has_validation: bool) -> None:
+    """ObjectiveError before any trial when the objective is none of the metrics the model logs
+    (one model at the default hyperparameters, evaluated on two samples). A model that cannot
+    be evaluated so is left to the trials."""
+    model = hm.build(keras_tuner.HyperParameters())
+    try:
+        idx = list(range(min(2, data_mod.n_samples(x))))
+        logs = model.evaluate(data_mod.take(x, idx), data_mod.take(y, idx), verbose=0, return_dict=True)
+    except Exception:
+        return
+    finally:
+        del model
+        keras.utils.clear_session(free_memory=False)
+    names = sorted(set(logs) | ({f"val_{k}" for k in logs} if has_validation else set()))
+    if objective.name not in names:
+        raise ObjectiveError(
+            f"objective {objective.name!r} is none of the metrics the model logs {names}: compile the "
+            "metric in build_fn (or pass metrics=), or choose one of these as objective"
+        )
+
+
+def _failure_cause(oracle) -> str:
+    """' (trial <id> failed with: <last line of its traceback>)' for the first failed trial, or ''."""
+    for tid in sorted(oracle.trials, key=lambda t: (len(t), t)):
+        message = getattr(oracle.trials[tid], "message", None)
+        lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
+        if lines:
+            return f" (trial {tid} failed with: {lines[-1]})"
+    return ""
 
 
 def _chosen_classes(y, classes, seed):
@@ -525,7 +587,8 @@ def _retrain(result, hm, bt, x_full, y_full, val_full, cv, config, seed, epochs,
         del hp.values[k]  # Hyperband's per-trial epochs: the retraining uses `epochs`
     weights = os.path.join(result.directory, "final.weights.h5")
     marker = os.path.join(result.directory, "final.json")
-    stamp = {"values": {k: v for k, v in hp.values.items()}, "n_train": n_full, "epochs": epochs}
+    stamp = {"values": {k: v for k, v in hp.values.items()}, "n_train": n_full, "epochs": epochs,
+             "data": data_mod.fingerprint(x_full, y_full, *(val_full or (None, None)))}
     keras.utils.clear_session()
     model = hm.build(hp)
     if os.path.exists(weights) and os.path.exists(marker):
@@ -533,6 +596,8 @@ def _retrain(result, hm, bt, x_full, y_full, val_full, cv, config, seed, epochs,
 
         with open(marker) as f:
             if json.load(f).get("stamp") == stamp:
+                if model.optimizer is not None and not model.optimizer.built and model.built:
+                    model.optimizer.build(model.trainable_variables)  # its saved state loads too
                 model.load_weights(weights)
                 result.model = model
                 say(f"retrained model found in {weights}: loaded, not retrained")

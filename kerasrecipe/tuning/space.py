@@ -42,6 +42,9 @@ DEFAULT_RANGES: Dict[str, Any] = {
 #: Defaults for parameters that are not RecipeConfig fields.
 EXTRA_DEFAULTS = {"dropout": 0.0}
 
+#: keras-tuner's samplings of a Float.
+SAMPLINGS = ("linear", "log", "reverse_log")
+
 
 def canonical(name: str) -> str:
     """'learning_rate' -> 'lr'; other names unchanged; unknown names raise ConfigError."""
@@ -103,11 +106,18 @@ def normalize_ranges(ranges: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
                     f"ranges[{k!r}]={spec!r}: expected (min, max) or dict(min=, max=, sampling=)"
                 )
             spec = dict(spec)
+            # the learning rate and weight decay are log-uniform unless said otherwise (H2)
+            spec.setdefault("sampling", "linear" if k == "dropout" else "log")
             lo, hi = spec["min"], spec["max"]
             if not (_is_number(lo) and _is_number(hi)) or not lo < hi:
                 raise ConfigError(f"ranges[{k!r}]: expected min < max, got min={lo!r}, max={hi!r}")
-            if spec.get("sampling", "linear") == "log" and lo <= 0:
-                raise ConfigError(f"ranges[{k!r}]: a log-uniform range needs min > 0, got {lo!r}")
+            if spec["sampling"] not in SAMPLINGS:
+                raise ConfigError(f"ranges[{k!r}]: sampling={spec['sampling']!r}, expected one of {SAMPLINGS}")
+            if spec["sampling"] != "linear" and lo <= 0:
+                raise ConfigError(
+                    f"ranges[{k!r}]: a log-uniform range needs min > 0, got {lo!r} (for a range from 0, "
+                    "pass sampling='linear')"
+                )
             if k == "dropout" and not (0 <= lo and hi < 1):
                 raise ConfigError(f"ranges['dropout']: expected 0 <= min < max < 1, got {lo}, {hi}")
         else:
@@ -164,13 +174,34 @@ def declare(hp, name: str, spec: Any, *, fixed: Any = None, searched: bool = Tru
     return hp.Choice(hp_name, list(spec), ordered=name == "batch_size")
 
 
-def narrow_lr(best_lr: float, decades: float = 1.0) -> Dict[str, Any]:
-    """Stage 3 (H1): a log-uniform range one decade wide centred on the best rate:
-    [best / 10**(decades/2), best * 10**(decades/2)]."""
+def narrow_lr(best_lr: float, decades: float = 1.0, bounds: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Stage 3 (H1): a log-uniform range `decades` wide centred on the best rate,
+    [best / 10**(decades/2), best * 10**(decades/2)], cut to `bounds` (the searched LR range,
+    dict(min=, max=)) when given. A best rate outside the bounds gets the `decades` inside them
+    nearest to it, so the range never leaves the bounds nor shrinks to a point."""
     if not _is_number(best_lr) or best_lr <= 0:
         raise ConfigError(f"cannot narrow around learning rate {best_lr!r}: expected a number > 0")
+    check_decades(decades)
     f = 10.0 ** (decades / 2.0)
-    return {"min": best_lr / f, "max": best_lr * f, "sampling": "log"}
+    lo, hi = best_lr / f, best_lr * f
+    if bounds is not None:
+        bmin, bmax = float(bounds["min"]), float(bounds["max"])
+        if best_lr > bmax:
+            lo, hi = max(bmin, bmax / f ** 2), bmax
+        elif best_lr < bmin:
+            lo, hi = bmin, min(bmax, bmin * f ** 2)
+        else:
+            lo, hi = max(lo, bmin), min(hi, bmax)
+    return {"min": lo, "max": hi, "sampling": "log"}
+
+
+def check_decades(decades) -> None:
+    """ConfigError unless `decades` (the width of the refine stage's LR range) is a number > 0."""
+    if not _is_number(decades) or decades <= 0:
+        raise ConfigError(
+            f"refine_decades={decades!r} is invalid: expected a number of decades > 0 (1: the refine "
+            "stage searches best/sqrt(10)..best*sqrt(10))"
+        )
 
 
 def base_values(config: RecipeConfig, fixed: Mapping[str, Any]) -> Dict[str, Any]:

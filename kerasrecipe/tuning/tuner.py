@@ -16,6 +16,7 @@ import gc
 import json
 import math
 import os
+import re
 import statistics
 import time
 from typing import Optional
@@ -68,15 +69,50 @@ def make_oracle(tuner: str, *, objective, max_trials: Optional[int] = None, seed
     raise ConfigError(f"unknown tuner {tuner!r}: expected one of {TUNERS}")
 
 
+#: Metric names (as Keras logs them, without "val_") that are better when higher / lower. A logged
+#: name matches when it is one of these or ends with "_" + one (multi-output "out_accuracy").
+MAX_METRICS = (
+    "accuracy", "acc", "auc", "precision", "recall", "f1", "f1_score", "fbeta", "fbeta_score", "r2",
+    "r2_score", "iou", "io_u", "cosine_similarity", "pearson_correlation", "concordance_correlation",
+    "true_positives", "true_negatives", "precision_at_recall", "recall_at_precision",
+    "sensitivity_at_specificity", "specificity_at_sensitivity", "dice_coef", "dice_coefficient",
+    "psnr", "ssim", "bleu", "rouge_n", "rouge_l",
+)
+MIN_METRICS = (
+    "loss", "error", "crossentropy", "ce", "hinge", "kl_divergence", "kld", "kullback_leibler_divergence",
+    "poisson", "logcosh", "log_cosh", "huber", "mse", "mae", "mape", "msle", "rmse", "false_positives",
+    "false_negatives", "dice", "tversky", "ctc", "circle", "perplexity", "edit_distance",
+)
+
+
+def metric_direction(name: str) -> Optional[str]:
+    """"max" or "min" for a logged metric name ("val_r2_score" -> "max", "val_out_loss" -> "min",
+    "val_auc_1" -> "max"), None when the name says nothing (e.g. a custom "val_score")."""
+    base = name.lower()
+    if base.startswith("val_"):
+        base = base[4:]
+    for candidate in (base, re.sub(r"_\d+$", "", base)):  # Keras numbers duplicate names: auc_1
+        best, direction = 0, None
+        for names, d in ((MAX_METRICS, "max"), (MIN_METRICS, "min")):
+            for m in names:
+                if (candidate == m or candidate.endswith("_" + m)) and len(m) > best:
+                    best, direction = len(m), d
+        if direction is not None:
+            return direction
+    return None
+
+
 def objective_for(objective) -> keras_tuner.Objective:
-    """A keras_tuner.Objective from a name ("val_loss", "val_accuracy"...) or an Objective."""
+    """A keras_tuner.Objective from a name ("val_loss", "val_accuracy"...) or an Objective.
+
+    The direction comes from the name (`metric_direction`): accuracy, AUC, precision/recall,
+    F-scores, R², IoU, cosine similarity... are maximised; losses and errors minimised. Anything
+    else is a ConfigError: pass `keras_tuner.Objective(name, direction)`."""
     if isinstance(objective, keras_tuner.Objective):
         return objective
     if not isinstance(objective, str) or not objective:
         raise ConfigError(f"objective must be a metric name or a keras_tuner.Objective, got {objective!r}")
-    from keras_tuner.src.engine.metrics_tracking import infer_metric_direction
-
-    direction = infer_metric_direction(objective)
+    direction = metric_direction(objective)
     if direction is None:
         raise ConfigError(
             f"cannot tell whether objective {objective!r} should be minimised or maximised: pass "
@@ -122,12 +158,18 @@ def timing_metrics(timer: EpochTimer, n_train: Optional[int], fit_seconds: float
 DIVERGED_SCORE = 1e9
 
 
+class ObjectiveError(ConfigError, keras_tuner.errors.FatalValueError):
+    """The objective is not among the metrics a trial logged. Every trial would fail the same way,
+    so it stops the search at once (keras-tuner fails the trials one by one, each with a
+    traceback, and then only says that none completed)."""
+
+
 def best_of_history(history, objective: keras_tuner.Objective) -> float:
     """The best finite value of the objective over the epochs of a History (keras-tuner's
     convention), or +-DIVERGED_SCORE when no epoch had a finite value."""
     values = history.history.get(objective.name)
     if not values:
-        raise ConfigError(
+        raise ObjectiveError(
             f"objective {objective.name!r} is not among the trained metrics {sorted(history.history)}: "
             "compile the metric, give validation data, or choose another objective"
         )
