@@ -50,8 +50,12 @@ from dataclasses import fields
 import numpy as np
 from keras.wrappers import SKLearnClassifier, SKLearnRegressor
 from sklearn.base import BaseEstimator
-from sklearn.utils._metadata_requests import RequestMethod
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+try:  # scikit-learn's descriptor behind every estimator's set_fit_request (a private module)
+    from sklearn.utils._metadata_requests import RequestMethod
+except ImportError:  # pragma: no cover - a scikit-learn that moved it: Keras's own method stays
+    RequestMethod = None
 
 from kerasrecipe.config import RecipeConfig
 from kerasrecipe.errors import ConfigError, InputTypeError
@@ -113,7 +117,8 @@ class _RecipeMixin:
     _compile_defaults = None
     # scikit-learn's metadata routing: `est.set_fit_request(sample_weight=True)` (Keras's wrapper
     # defines a set_fit_request that records the request for `score` instead of `fit`)
-    set_fit_request = RequestMethod("fit", ["sample_weight"])
+    if RequestMethod is not None:
+        set_fit_request = RequestMethod("fit", ["sample_weight"])
 
     def __init__(
         self,
