@@ -149,6 +149,7 @@ def test_run_logger_orders_out_of_order_batch_ends(tmp_path):
     logger.set_model(model)
     ctx = logger.context
     ctx.fit_info = {"num_samples": 100, "batch_size": 32, "has_validation": False}
+    ctx.resolve_monitor(False)  # as on_train_begin does: no validation data, monitor 'loss'
     own = [1.0, 2.0, 3.0, 0.5]  # each batch's own loss; batch sizes 32, 32, 32, 4
     sizes = [32, 32, 32, 4]
     means, total, seen = [], 0.0, 0

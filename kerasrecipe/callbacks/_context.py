@@ -30,10 +30,21 @@ def monitor_mode(name: str) -> str:
     return "max" if any(h in base for h in _MAX_HINTS) else "min"
 
 
-def validation_skipped(monitor: str, logs) -> bool:
-    """True when `monitor` is a validation metric and this epoch ran no validation
-    (`fit(validation_freq=k)`): its absence from the logs is expected, not an error."""
+def validation_skipped(monitor: str, logs, has_validation: Optional[bool] = None) -> bool:
+    """True when `monitor` is a validation metric and this epoch ran no validation although the fit
+    has validation data (`fit(validation_freq=k)`): its absence from the logs is expected, not an
+    error. `has_validation` (from `fit_has_validation`): False means the fit has none at all (the
+    monitor is then really missing); None: unknown, taken as given."""
+    if has_validation is False:
+        return False
     return str(monitor).startswith("val_") and not any(str(k).startswith("val_") for k in (logs or {}))
+
+
+def fit_has_validation(model) -> Optional[bool]:
+    """Whether the `fit` running `model` was given validation data (validation_data or
+    validation_split); None when the fit call cannot be read. Call it from a callback hook."""
+    args = capture_fit_args(model)
+    return None if not args else args.get("validation_data") is not None
 
 
 def is_finite_number(v) -> bool:

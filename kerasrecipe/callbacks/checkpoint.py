@@ -31,7 +31,8 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from kerasrecipe.callbacks._context import RunContext, is_finite_number, monitor_mode, validation_skipped
+from kerasrecipe.callbacks._context import (RunContext, fit_has_validation, is_finite_number, monitor_mode,
+                                            validation_skipped)
 from kerasrecipe.errors import ConfigError
 from kerasrecipe.io import atomic_write_bytes, atomic_write_json
 
@@ -95,6 +96,10 @@ class RecipeCheckpoint(keras.callbacks.Callback):
         self._monitor = monitor
         self.entries: List[dict] = []
         self._loaded = False
+        self._has_validation = None
+
+    def on_train_begin(self, logs=None):
+        self._has_validation = fit_has_validation(self.model)
 
     @property
     def directory(self) -> str:
@@ -138,7 +143,7 @@ class RecipeCheckpoint(keras.callbacks.Callback):
         run_epoch = ctx.run_epoch(epoch) if ctx.fit_index >= 0 else int(epoch)
         logs = logs or {}
         value = logs.get(self.monitor)
-        if value is None and validation_skipped(self.monitor, logs):
+        if value is None and validation_skipped(self.monitor, logs, self._has_validation):
             return  # an epoch without validation (fit's validation_freq): nothing to rank it by
         if not is_finite_number(value) or ("loss" in logs and not is_finite_number(logs["loss"])):
             ctx.runlog.log("event", epoch=run_epoch, step=ctx.step, event="checkpoint_skipped",

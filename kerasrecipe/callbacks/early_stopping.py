@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from kerasrecipe.callbacks._context import monitor_mode, validation_skipped
+from kerasrecipe.callbacks._context import fit_has_validation, monitor_mode, validation_skipped
 
 
 class RecipeEarlyStopping(keras.callbacks.EarlyStopping):
@@ -27,7 +27,11 @@ class RecipeEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, monitor="val_loss", mode=None, **kwargs):
         super().__init__(monitor=monitor, mode=mode or monitor_mode(monitor), **kwargs)
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._has_validation = fit_has_validation(self.model)
+
     def get_monitor_value(self, logs):
-        if validation_skipped(self.monitor, logs):
+        if validation_skipped(self.monitor, logs, getattr(self, "_has_validation", None)):
             return None
         return super().get_monitor_value(logs)

@@ -7,7 +7,7 @@ import warnings
 
 import keras
 
-from kerasrecipe.callbacks._context import validation_skipped
+from kerasrecipe.callbacks._context import fit_has_validation, validation_skipped
 from kerasrecipe.errors import ConfigError
 from kerasrecipe.optimizers import get_learning_rate, get_learning_rates, scale_learning_rate
 
@@ -61,6 +61,10 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         self.runlog = runlog
         self.reductions = []  # (epoch, old_lr, new_lr)
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._has_validation = fit_has_validation(self.model)
+
     def _log_lr(self, logs):
         opt = self.model.optimizer
         logs["learning_rate"] = get_learning_rate(opt)
@@ -74,7 +78,7 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         logs = logs if logs is not None else {}
         self._log_lr(logs)
         current = logs.get(self.monitor)
-        if current is None and validation_skipped(self.monitor, logs):
+        if current is None and validation_skipped(self.monitor, logs, getattr(self, "_has_validation", None)):
             return  # an epoch without validation (fit's validation_freq): nothing to compare
         if current is None:
             warnings.warn(

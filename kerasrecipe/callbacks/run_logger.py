@@ -357,7 +357,7 @@ class RunLogger(keras.callbacks.Callback):
         if ctx.run_dir is not None:
             append_jsonl(ctx.path("history.jsonl"), [row])
             self.write_history_csv()
-        if ctx.monitor not in logs and not validation_skipped(ctx.monitor, logs):
+        if ctx.monitor not in logs and not validation_skipped(ctx.monitor, logs, ctx.fit_info.get("has_validation")):
             ctx.runlog.flush()
             raise ConfigError(
                 f"the recipe monitors {ctx.monitor!r} (early stopping, LR halving, best checkpoint), but fit logs "
