@@ -18,16 +18,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from kerasrecipe.config import RecipeConfig, resolve_config
+from kerasrecipe.metric_direction import monitor_mode  # noqa: F401 (the callbacks import it from here)
 from kerasrecipe.runlog import RunLog
-
-# monitored names for which larger is better
-_MAX_HINTS = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")
-
-
-def monitor_mode(name: str) -> str:
-    """'max' for accuracy-like metrics, else 'min'."""
-    base = name[4:] if name.startswith("val_") else name
-    return "max" if any(h in base for h in _MAX_HINTS) else "min"
 
 
 def validation_skipped(monitor: str, logs, has_validation: Optional[bool] = None) -> bool:
