@@ -116,6 +116,9 @@ def test_batch_losses_recovered_from_running_mean_with_partial_last_batch(tmp_pa
 
 def test_helpers():
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_accuracy") == "max"
+    # the tuner's rule: suffixes, numbered duplicates, custom names as losses
+    assert [monitor_mode(n) for n in ("val_auc_1", "val__my_acc", "val_accumulated_loss", "val_r2_score",
+                                      "val_score")] == ["max", "max", "min", "max", "min"]
     assert capture_fit_args(object()) is None
     assert class_counts(np.array([0, 2, 2]), 4) == [1, 0, 2, 0]
     assert class_counts(np.eye(3)[[0, 1, 1]], 3) == [1, 2, 0]
