@@ -232,6 +232,8 @@ def check_build_fn(build_fn, what: str = "build_fn", per: str = "fold"):
 
 def _split_fit_kwargs(fit_kwargs, n: int):
     """(per-sample fit arguments, checked to have n entries, the other fit arguments)."""
+    import keras
+
     per_sample, rest = {}, {}
     for k, v in dict(fit_kwargs or {}).items():
         if k not in PER_SAMPLE_FIT_KWARGS:
@@ -241,7 +243,7 @@ def _split_fit_kwargs(fit_kwargs, n: int):
             continue
         if not isinstance(v, dict):  # a dict holds one array per output of a multi-output model
             v = np.asarray(v)
-        for leaf in __import__("keras").tree.flatten(v):
+        for leaf in keras.tree.flatten(v):
             leaf = np.asarray(leaf)
             if leaf.ndim == 0 or len(leaf) != n:
                 raise ConfigError(
