@@ -140,11 +140,14 @@ def main():
     x = torch.relu(torch.randn(64, 256, 56, 56, device=dev))
     y = torch.empty_like(x)
     t_ours = both(lambda: kernels.activation_stats(x))
-    if "--stats-only" in sys.argv:  # gpu_check.sh's A/B of the histogram variants (KERASRECIPE_GPU_HIST)
-        variant = os.environ.get("KERASRECIPE_GPU_HIST") or "warp atomics"
+    if "--stats-only" in sys.argv:  # gpu_check.sh's A/B of the kernel's variants (experiment switches)
+        variant = (os.environ.get("KERASRECIPE_GPU_HIST") or "packed") + \
+            (f", {os.environ['KERASRECIPE_GPU_BPSM']} blocks/SM" if os.environ.get("KERASRECIPE_GPU_BPSM") else "")
         t_copy = both(lambda: y.copy_(x))
-        print(f"stats 64x256x56x56 f32, histogram: {variant}: call {t_ours[0]:.1f} us, GPU {t_ours[1]:.1f} us, "
-              f"busy {t_ours[2]:.1f} us (target <= 100); device copy busy {t_copy[2]:.1f} us")
+        t_sum = busy_us(lambda: x.sum())  # a read of the tensor: the floor for a one-pass reduction
+        print(f"stats 64x256x56x56 f32, {variant}: call {t_ours[0]:.1f} us, GPU {t_ours[1]:.1f} us, "
+              f"busy {t_ours[2]:.1f} us (target <= 100); device copy busy {t_copy[2]:.1f} us, torch sum busy "
+              f"{t_sum:.1f} us")
         return
     t_torch = both(lambda: torch_nine(x), repeats=20)
     t_copy = both(lambda: y.copy_(x))

@@ -41,27 +41,28 @@ test_rc=${PIPESTATUS[0]}
 echo "== GPU kernel benchmark"
 "$PY" benchmarks/bench_kernels_gpu.py 2>&1 | tee "$LOG/bench_kernels_gpu.log"
 
-echo "== log2 histogram in private per-thread counters (KERASRECIPE_GPU_HIST=private): tests, then timing"
-KERASRECIPE_GPU_HIST=private "$PY" -m pytest -q -p no:cacheprovider --noconftest -m gpu -k "stats or misaligned or beyond" \
-  tests/test_kernels_gpu.py 2>&1 | tee "$LOG/gpu_tests_private.log"
+echo "== statistics kernel variants (experiment switches KERASRECIPE_GPU_HIST, KERASRECIPE_GPU_BPSM): tests, then A/B/A timing"
+KERASRECIPE_GPU_HIST=warp "$PY" -m pytest -q -p no:cacheprovider --noconftest -m gpu -k "stats or misaligned" \
+  tests/test_kernels_gpu.py 2>&1 | tee "$LOG/gpu_tests_warp.log"
 private_rc=${PIPESTATUS[0]}
-for v in "" private ""; do
-  KERASRECIPE_GPU_HIST=$v "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 | grep "^stats" | tee -a "$LOG/hist_ab.log"
+for v in ":" "warp:" "private:" ":4" ":16" ":"; do
+  KERASRECIPE_GPU_HIST=${v%%:*} KERASRECIPE_GPU_BPSM=${v##*:} "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 \
+    | grep -E "^stats|Error" | tee -a "$LOG/hist_ab.log"
 done
 NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
-if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (shared atomics, issue, memory)
-  echo "== Nsight Compute: the statistics kernel, both histogram variants"
-  for v in "" private; do
+if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (shared memory, issue, DRAM)
+  echo "== Nsight Compute: the statistics kernel, packed and per-warp histograms"
+  for v in ""; do
     KERASRECIPE_GPU_HIST=$v timeout 120 "$NCU" --kernel-name regex:stats_kernel --launch-skip 3 --launch-count 1 \
-      --section SpeedOfLight --section WarpStateStats \
-      --metrics smsp__inst_executed_op_shared_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum \
-      "$PY" benchmarks/ncu_stats.py >"$LOG/ncu_stats_${v:-warp}.txt" 2>&1 || echo "ncu failed (see $LOG/ncu_stats_${v:-warp}.txt)"
-    grep -E "gpu__time_duration|shared_atom|bank_conflicts|inst_executed.sum|dram__throughput|Stall|ERR" "$LOG/ncu_stats_${v:-warp}.txt" | head -12
+      --section SpeedOfLight --section WarpStateStats --section Occupancy \
+      --metrics smsp__inst_executed.sum,smsp__inst_executed_op_shared_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second \
+      "$PY" benchmarks/ncu_stats.py >"$LOG/ncu_stats_${v:-packed}.txt" 2>&1 || echo "ncu failed (see $LOG/ncu_stats_${v:-packed}.txt)"
+    grep -E "gpu__time_duration|inst_executed.sum|shared_atom|bank_conflicts|dram__|per_second|Throughput|Stall|Achieved Occ|ERR" "$LOG/ncu_stats_${v:-packed}.txt" | head -16
   done
 fi
 
 clip_rc=skipped suite_rc=skipped
-if KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
+if [ "${CLIP_BENCH:-0}" = 1 ] && KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
   echo "== clipping benchmark (torch backend, GPU)"
   KERAS_BACKEND=torch "$PY" benchmarks/bench_clipping.py --train-step --repeats "${CLIP_REPEATS:-30}" \
     --profile "$LOG/clip_profile.txt" 2>&1 | tee "$LOG/bench_clipping_gpu.log"
@@ -75,7 +76,7 @@ if KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)
     tail -40 "$LOG/suite_torch_gpu.log"
   fi
 else
-  echo "(keras not importable: clipping benchmark and suite skipped)"
+  echo "(CLIP_BENCH unset or keras not importable: clipping benchmark and suite skipped)"
 fi
 cp benchmarks/RESULTS.md "$LOG/RESULTS.md"
 
@@ -83,9 +84,9 @@ echo
 echo "================ summary"
 grep -E "passed|failed|error" "$LOG/gpu_tests.log" | tail -1 | sed 's/^/GPU tests: /'
 sed -n '/^case /,$p' "$LOG/bench_kernels_gpu.log"
-grep -E "passed|failed|error" "$LOG/gpu_tests_private.log" | tail -1 | sed 's/^/GPU stats tests, private histogram: /'
+grep -E "passed|failed|error" "$LOG/gpu_tests_warp.log" | tail -1 | sed 's/^/GPU stats tests, per-warp histogram: /'
 cat "$LOG/hist_ab.log"
 [ -f "$LOG/bench_clipping_gpu.log" ] && grep -E "^\| (SGD|Adam)" "$LOG/bench_clipping_gpu.log"
 [ -f "$LOG/suite_torch_gpu.log" ] && grep -E "passed|failed" "$LOG/suite_torch_gpu.log" | tail -1 | sed 's/^/torch suite on GPU: /'
-echo "exit status: GPU tests $test_rc (private histogram: $private_rc), clipping $clip_rc, suite $suite_rc"
+echo "exit status: GPU tests $test_rc (per-warp histogram: $private_rc), clipping $clip_rc, suite $suite_rc"
 exit "$test_rc"

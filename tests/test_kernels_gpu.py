@@ -183,6 +183,35 @@ def test_indexing_beyond_2_31():
     torch.cuda.empty_cache()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_stats_cuda_mostly_finite_large(dtype):
+    """Long runs of finite values take the branch-free path (NaN/Inf checked per 16 values at once);
+    a few NaN/Inf, both signs, zeros, values beyond the top bin and below the middle bin, a
+    first value that is NaN (the shift comes from the first finite group), a misaligned view."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.relu(torch.randn(1_000_003, generator=g, dtype=torch.float64))
+    x[1::2] *= -1.0
+    x[::7] *= 2.0 ** torch.randint(-40, 30, (x[::7].numel(),), generator=g).double()
+    x[3::1001] = -0.0
+    if dtype == torch.float16:
+        x = x.clamp(-60000, 60000)
+    x[0] = float("nan")
+    x[123_457] = float("inf")
+    x[777_777] = float("-inf")
+    x = x.to(dtype).cuda()
+    for t in (x, x[1:], x[5:-3]):  # the first views start off 16-byte alignment: scalar loads
+        host = t.double().cpu().numpy()
+        check(K.activation_stats(t), oracle(host), host)
+
+
+def test_stats_cuda_far_from_zero_mean():
+    # variance of values far from zero: the per-thread shift keeps the float64 sums exact enough
+    g = torch.Generator().manual_seed(12)
+    x = (1e4 + torch.randn(3_000_000, generator=g, dtype=torch.float64)).float().cuda()
+    host = x.double().cpu().numpy()
+    check(K.activation_stats(x), oracle(host), host)
+
+
 def test_misspelt_histogram_switch_is_an_error():
     # KERASRECIPE_GPU_HIST is read once per process: a fresh interpreter with a bad value
     import os
@@ -193,5 +222,5 @@ def test_misspelt_histogram_switch_is_an_error():
             "except ValueError as e:\n    print('ValueError:', e)\n")
     env = dict(os.environ, KERASRECIPE_GPU_HIST="privat")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert "ValueError: KERASRECIPE_GPU_HIST must be 'warp' (the default) or 'private', not 'privat'" in out.stdout, \
+    assert "ValueError: KERASRECIPE_GPU_HIST must be unset, 'warp' or 'private', not 'privat'" in out.stdout, \
         out.stdout + out.stderr
