@@ -4,10 +4,9 @@
 #   1. builds kerasrecipe._native in place with CUDA (KERASRECIPE_CUDA=1: a missing nvcc is an error)
 #   2. runs the GPU tests (tests/test_kernels_gpu.py: torch + numpy only, no conftest)
 #   3. runs the GPU kernel benchmark (benchmarks/bench_kernels_gpu.py: the "gpu" section of RESULTS.md),
-#      then the statistics tests and timing again with KERASRECIPE_GPU_HIST=private (the log2
-#      histogram in private per-thread counters instead of per-warp atomics), A/B/A, and Nsight
-#      Compute's view of the statistics kernel for both when ncu is there (benchmarks/ncu_stats.py)
-#   4. when keras imports (e.g. from wheels carried in .whl/, installed to /tmp/site first): the
+#      then the statistics figure twice more (its spread), and Nsight Compute's view of the
+#      statistics kernel when ncu is there (benchmarks/ncu_stats.py)
+#   4. when CLIP_BENCH=1 and keras imports (e.g. from wheels carried in .whl/, unpacked to /tmp/site): the
 #      clipping benchmark on the GPU with whole ResNet-50 training steps (benchmarks/bench_clipping.py
 #      --train-step: the "clipping-gpu" section)
 #   5. when keras imports and GPU_SUITE=1: the test suite (or SUITE_ARGS) on the torch backend, on
@@ -41,24 +40,17 @@ test_rc=${PIPESTATUS[0]}
 echo "== GPU kernel benchmark"
 "$PY" benchmarks/bench_kernels_gpu.py 2>&1 | tee "$LOG/bench_kernels_gpu.log"
 
-echo "== statistics kernel variants (experiment switches KERASRECIPE_GPU_HIST, KERASRECIPE_GPU_BPSM): tests, then A/B/A timing"
-KERASRECIPE_GPU_HIST=warp "$PY" -m pytest -q -p no:cacheprovider --noconftest -m gpu -k "stats or misaligned" \
-  tests/test_kernels_gpu.py 2>&1 | tee "$LOG/gpu_tests_warp.log"
-private_rc=${PIPESTATUS[0]}
-for v in ":" "warp:" "private:" ":4" ":16" ":"; do
-  KERASRECIPE_GPU_HIST=${v%%:*} KERASRECIPE_GPU_BPSM=${v##*:} "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 \
-    | grep -E "^stats|Error" | tee -a "$LOG/hist_ab.log"
+echo "== statistics timing again (spread), then Nsight Compute's view of the kernel"
+for r in 1 2; do
+  "$PY" benchmarks/bench_kernels_gpu.py --stats-only 2>&1 | grep -E "^stats|Error" | tee -a "$LOG/stats_again.log"
 done
 NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
-if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (shared memory, issue, DRAM)
-  echo "== Nsight Compute: the statistics kernel, packed and per-warp histograms"
-  for v in ""; do
-    KERASRECIPE_GPU_HIST=$v timeout 120 "$NCU" --kernel-name regex:stats_kernel --launch-skip 3 --launch-count 1 \
-      --section SpeedOfLight --section WarpStateStats --section Occupancy \
-      --metrics smsp__inst_executed.sum,smsp__inst_executed_op_shared_atom.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second \
-      "$PY" benchmarks/ncu_stats.py >"$LOG/ncu_stats_${v:-packed}.txt" 2>&1 || echo "ncu failed (see $LOG/ncu_stats_${v:-packed}.txt)"
-    grep -E "gpu__time_duration|inst_executed.sum|shared_atom|bank_conflicts|dram__|per_second|Throughput|Stall|Achieved Occ|ERR" "$LOG/ncu_stats_${v:-packed}.txt" | head -16
-  done
+if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (issue, shared memory, DRAM)
+  timeout 120 "$NCU" --kernel-name regex:stats_kernel --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section WarpStateStats --section Occupancy \
+    --metrics smsp__inst_executed.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second \
+    "$PY" benchmarks/ncu_stats.py >"$LOG/ncu_stats.txt" 2>&1 || echo "ncu failed (see $LOG/ncu_stats.txt)"
+  grep -E "gpu__time_duration|inst_executed.sum|bank_conflicts|dram__|per_second|Throughput|Achieved Occ|ERR" "$LOG/ncu_stats.txt" | head -14
 fi
 
 clip_rc=skipped suite_rc=skipped
@@ -84,9 +76,8 @@ echo
 echo "================ summary"
 grep -E "passed|failed|error" "$LOG/gpu_tests.log" | tail -1 | sed 's/^/GPU tests: /'
 sed -n '/^case /,$p' "$LOG/bench_kernels_gpu.log"
-grep -E "passed|failed|error" "$LOG/gpu_tests_warp.log" | tail -1 | sed 's/^/GPU stats tests, per-warp histogram: /'
-cat "$LOG/hist_ab.log"
+cat "$LOG/stats_again.log"
 [ -f "$LOG/bench_clipping_gpu.log" ] && grep -E "^\| (SGD|Adam)" "$LOG/bench_clipping_gpu.log"
 [ -f "$LOG/suite_torch_gpu.log" ] && grep -E "passed|failed" "$LOG/suite_torch_gpu.log" | tail -1 | sed 's/^/torch suite on GPU: /'
-echo "exit status: GPU tests $test_rc (per-warp histogram: $private_rc), clipping $clip_rc, suite $suite_rc"
+echo "exit status: GPU tests $test_rc, clipping $clip_rc, suite $suite_rc"
 exit "$test_rc"

@@ -14,4 +14,3 @@ x = torch.relu(torch.randn(64, 256, 56, 56, device="cuda"))
 for _ in range(4):
     kernels.activation_stats(x)
 torch.cuda.synchronize()
-print("histogram:", os.environ.get("KERASRECIPE_GPU_HIST") or "packed")

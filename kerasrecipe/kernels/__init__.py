@@ -65,10 +65,7 @@ Dispatch (which path a call takes; all paths give the same answers within float 
   processed on a contiguous native-order copy and written back; their statistics are computed
   on such a copy).
 * Eager torch tensors on CUDA: native CUDA kernels on the current torch stream (when compiled in
-  and a GPU is visible; otherwise torch operations). ``KERASRECIPE_GPU_HIST=private`` (read once
-  per process) counts log2 histograms in private per-thread counters instead of per-warp shared
-  atomics (``warp``, the default): an alternative under measurement (benchmarks/gpu_check.sh
-  times both), same answers; any other value is a ValueError at the first CUDA statistics call.
+  and a GPU is visible; otherwise torch operations).
 * A list of contiguous eager torch tensors of float dtypes on one device is read by the native
   side in one call (dtype, device, pointer and size through the Python C API, ~1 us a tensor)
   instead of per-tensor Python; any other list takes the general path, errors included.
