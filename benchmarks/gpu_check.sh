@@ -9,7 +9,7 @@
 #   4. when CLIP_BENCH=1 and keras imports (e.g. from wheels carried in .whl/, unpacked to /tmp/site): the
 #      clipping benchmark on the GPU with whole ResNet-50 training steps (benchmarks/bench_clipping.py
 #      --train-step: the "clipping-gpu" section)
-#   5. when keras imports and GPU_SUITE=1: the test suite (or SUITE_ARGS) on the torch backend, on
+#   5. when GPU_SUITE=1 and keras imports: the test suite (or SUITE_ARGS) on the torch backend, on
 #      the GPU (pytest-xdist when present), stopped after SUITE_TIMEOUT seconds (default 240)
 # Logs and RESULTS.md go to $OUT when it is set (the device tool); a short table is printed last.
 # Usage: benchmarks/gpu_check.sh        (PY=python3.12 to choose the interpreter)
@@ -54,21 +54,25 @@ if [ -n "$NCU" ]; then  # where the statistics kernel's time goes (issue, shared
 fi
 
 clip_rc=skipped suite_rc=skipped
-if [ "${CLIP_BENCH:-0}" = 1 ] && KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
-  echo "== clipping benchmark (torch backend, GPU)"
-  KERAS_BACKEND=torch "$PY" benchmarks/bench_clipping.py --train-step --repeats "${CLIP_REPEATS:-30}" \
-    --profile "$LOG/clip_profile.txt" 2>&1 | tee "$LOG/bench_clipping_gpu.log"
-  clip_rc=${PIPESTATUS[0]}
-  if [ "${GPU_SUITE:-0}" = 1 ]; then
-    echo "== test suite, torch backend on the GPU"
-    xd=""; "$PY" -c "import xdist" 2>/dev/null && xd="-n ${SUITE_WORKERS:-8}"
-    KERAS_BACKEND=torch timeout "${SUITE_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider $xd -rfE ${SUITE_ARGS:-tests} \
-      >"$LOG/suite_torch_gpu.log" 2>&1
-    suite_rc=$?
-    tail -40 "$LOG/suite_torch_gpu.log"
+if [ "${CLIP_BENCH:-0}" = 1 ] || [ "${GPU_SUITE:-0}" = 1 ]; then
+  if KERAS_BACKEND=torch "$PY" -c "import keras; print('keras', keras.__version__)"; then
+    if [ "${CLIP_BENCH:-0}" = 1 ]; then
+      echo "== clipping benchmark (torch backend, GPU)"
+      KERAS_BACKEND=torch "$PY" benchmarks/bench_clipping.py --train-step --repeats "${CLIP_REPEATS:-30}" \
+        --profile "$LOG/clip_profile.txt" 2>&1 | tee "$LOG/bench_clipping_gpu.log"
+      clip_rc=${PIPESTATUS[0]}
+    fi
+    if [ "${GPU_SUITE:-0}" = 1 ]; then
+      echo "== test suite, torch backend on the GPU"
+      xd=""; "$PY" -c "import xdist" 2>/dev/null && xd="-n ${SUITE_WORKERS:-8}"
+      KERAS_BACKEND=torch timeout "${SUITE_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider $xd -rfE ${SUITE_ARGS:-tests} \
+        >"$LOG/suite_torch_gpu.log" 2>&1
+      suite_rc=$?
+      tail -40 "$LOG/suite_torch_gpu.log"
+    fi
+  else
+    echo "(keras not importable: clipping benchmark and suite skipped)"
   fi
-else
-  echo "(CLIP_BENCH unset or keras not importable: clipping benchmark and suite skipped)"
 fi
 cp benchmarks/RESULTS.md "$LOG/RESULTS.md"
 
