@@ -602,9 +602,10 @@ def test_traced_tensor_of_another_framework_is_a_clear_error(backend):
     """Traced tensors are computed with keras.ops, i.e. by the Keras backend's framework: a
     tracer of another framework is an InputTypeError that says so (was a JAX
     TracerArrayConversionError from deep inside Keras's TF backend, or NotImplementedError)."""
+    import importlib.util
     x = np.ones(10, np.float32)
     tried = 0
-    if backend != "jax":
+    if backend != "jax" and importlib.util.find_spec("jax") is not None:
         import jax
 
         for f in (lambda a: K.activation_stats(a)["mean"], lambda a: K.clip_by_global_norm([a], 1.0)[1],
@@ -612,18 +613,20 @@ def test_traced_tensor_of_another_framework_is_a_clear_error(backend):
             with pytest.raises(InputTypeError, match="traced jax tensor.*KERAS_BACKEND=jax"):
                 jax.jit(f)(x)
         tried += 1
-    if backend != "tensorflow":
+    if backend != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
         import tensorflow as tf
 
         for f in (lambda a: K.activation_stats(a)["mean"], lambda a: K.clip_by_global_norm(a, 1.0)[1]):
             with pytest.raises(InputTypeError, match="traced tensorflow tensor.*KERAS_BACKEND=tensorflow"):
                 tf.function(f, autograph=False)(tf.constant(x))
         tried += 1
-    assert tried >= 1
+    if not tried:
+        pytest.skip("needs a second framework beside the backend's (TensorFlow or JAX)")
     # eager tensors of any framework still work with any backend
-    import jax.numpy as jnp
+    if importlib.util.find_spec("jax") is not None:
+        import jax.numpy as jnp
 
-    assert K.activation_stats(jnp.ones(10))["mean"] == 1.0
+        assert K.activation_stats(jnp.ones(10))["mean"] == 1.0
 
 
 def _torch():
