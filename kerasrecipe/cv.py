@@ -22,12 +22,9 @@ training. Per-sample fit arguments (`fit_kwargs={"sample_weight": w}`) are split
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
-import random
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -36,6 +33,7 @@ import numpy as np
 
 from kerasrecipe.config import RecipeConfig, resolve_config
 from kerasrecipe.errors import ConfigError, InputTypeError, NotCompiledError
+from kerasrecipe.seeding import preserve_global_state
 
 TASKS = ("auto", "classification", "multilabel", "regression")
 # loss names that say the task when kerasrecipe.checks.introspect does not know the loss
@@ -192,30 +190,6 @@ def recipe_callbacks(config: RecipeConfig, run_dir: Optional[str]):
     return list(default(config, run_dir=run_dir))
 
 
-@contextlib.contextmanager
-def preserve_global_rng():
-    """Run a block that seeds the global generators (`seed_everything`) without touching the
-    caller's streams: Python's `random`, NumPy's global generator and (when torch is imported)
-    torch's CPU generator are put back as they were afterwards, so code drawing random numbers
-    between fits (bootstrap loops, data shuffling) does not see the same draws again."""
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    torch = sys.modules.get("torch")
-    torch_state = None
-    if torch is not None:
-        try:
-            torch_state = torch.get_rng_state()
-        except Exception:  # pragma: no cover (a torch without a CPU generator)
-            torch_state = None
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        if torch_state is not None:
-            torch.set_rng_state(torch_state)
-
-
 def check_build_fn(build_fn, what: str = "build_fn", per: str = "fold"):
     """A build function must be a callable returning a fresh compiled model; a model instance
     would be trained again and again (the same object each time)."""
@@ -301,11 +275,11 @@ def fit_recipe(
     with `kerasrecipe.default(config, run_dir=run_dir)` callbacks (early stopping with best
     weights restored, plateau LR halving, run log...).
 
-    The fit is reproducible (same seed, same model), yet leaves the caller's random streams
-    alone: Python's `random`, NumPy's global generator and torch's CPU generator are restored
-    after the fit (`preserve_global_rng`), so a loop drawing random numbers between fits does
-    not repeat its draws. (Keras's global seed and the backend's determinism switches stay as
-    `seed_everything` set them.)
+    The fit is reproducible (same seed, same model), yet leaves the process as it found it
+    (`seeding.preserve_global_state`): Python's `random`, NumPy's and torch's generators, Keras's
+    global seed, the backend's determinism switches and the environment variables
+    `seed_everything` sets are restored after the fit, so a loop drawing random numbers between
+    fits does not repeat its draws and later code does not run in deterministic mode.
 
     Args:
       build: a zero-argument callable returning a Keras model, or a model (trained as is).
@@ -358,7 +332,7 @@ def fit_recipe(
             )
         validation_data = tuple(validation_data)
 
-    with preserve_global_rng():
+    with preserve_global_state():
         if seed is not None:
             from kerasrecipe import seed_everything
 
@@ -672,7 +646,7 @@ def cross_validate(
         raise ConfigError(f"X has {n} samples but y has {len(y_arr)}")
     per_sample, _ = _split_fit_kwargs(fit_kwargs, n)  # checked here, split per fold below
     if task == "auto":
-        with preserve_global_rng():  # a model to read the loss from, built as fold 0's will be
+        with preserve_global_state():  # a model to read the loss from, built as fold 0's will be
             if cfg.seed is not None:
                 from kerasrecipe import seed_everything
 

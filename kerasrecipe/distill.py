@@ -167,9 +167,9 @@ def distill(
     if not isinstance(student, keras.Model):
         if not callable(student):
             raise InputTypeError(f"student must be a Keras model or a function building one, got {type(student).__name__}")
-        from kerasrecipe.cv import preserve_global_rng
+        from kerasrecipe.seeding import preserve_global_state
 
-        with preserve_global_rng():  # seeded like fit_recipe, the caller's streams left alone
+        with preserve_global_state():  # seeded like fit_recipe, the caller's streams left alone
             if seed is not None:
                 from kerasrecipe import seed_everything
 

@@ -4,8 +4,10 @@ Two runs with the same seed give the same weights, on the CPU, on every backend 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sys
 
 import numpy as np
 
@@ -107,3 +109,112 @@ def last_seed():
     record as its seed (a RecipeConfig's `seed` is applied only by the APIs that seed: the
     estimators, cross-validation, ensembles, the demo)."""
     return _LAST_SEED
+
+
+# Environment variables `seed_everything` sets (process-wide, inherited by subprocesses).
+_SEEDING_ENV = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "XLA_FLAGS")
+
+
+@contextlib.contextmanager
+def preserve_global_state():
+    """Run a block that calls `seed_everything` without leaving its process-wide effects behind.
+
+    Put back afterwards as they were: Python's `random`, NumPy's global generator, the environment
+    variables it sets (PYTHONHASHSEED, CUBLAS_WORKSPACE_CONFIG, XLA_FLAGS), Keras's global seed and
+    SeedGenerator; with torch imported: its CPU generator (and the CUDA ones once CUDA is
+    initialised), `use_deterministic_algorithms` (and warn_only), cudnn's deterministic and benchmark
+    flags; with TensorFlow imported: op determinism and the global seed. So code that draws random
+    numbers between fits does not see the same draws again, and a scikit-learn fit does not leave
+    the caller's later torch/TF code in deterministic mode (slower kernels; torch raises for ops
+    without a deterministic implementation unless warn_only).
+    """
+    restores = [_python_numpy_state(), _env_state(), _keras_state(), _torch_state(), _tf_state()]
+    try:
+        yield
+    finally:
+        for restore in reversed(restores):
+            restore()
+
+
+def _python_numpy_state():
+    py, npy = random.getstate(), np.random.get_state()
+
+    def restore():
+        random.setstate(py)
+        np.random.set_state(npy)
+    return restore
+
+
+def _env_state():
+    saved = {k: os.environ.get(k) for k in _SEEDING_ENV}
+
+    def restore():
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return restore
+
+
+def _keras_state():
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+    except ImportError:  # pragma: no cover (another Keras layout)
+        return lambda: None
+    keys = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+    saved = {k: global_state.get_global_attribute(k) for k in keys}
+
+    def restore():
+        for k, v in saved.items():
+            global_state.set_global_attribute(k, v)
+    return restore
+
+
+def _torch_state():
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return lambda: None
+    rng = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    det = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+
+    def restore():
+        torch.set_rng_state(rng)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    return restore
+
+
+def _tf_state():
+    """TensorFlow's op determinism and global seed (TF may first be imported inside the block:
+    Keras's set_random_seed seeds TF whenever it is installed; then its defaults come back)."""
+    det, seed, rng = False, None, None
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import config as tf_config
+
+        det = tf_config.is_op_determinism_enabled()
+        seed = context.global_seed()
+        rng = getattr(context.context(), "_rng", None)
+        rng = rng.getstate() if rng is not None else None
+
+    def restore():
+        if "tensorflow" not in sys.modules:
+            return
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import config as tf_config
+        from tensorflow.python.framework import random_seed
+
+        if tf_config.is_op_determinism_enabled() != det:
+            (tf_config.enable_op_determinism if det else tf_config.disable_op_determinism)()
+        random_seed.set_seed(seed)
+        if rng is not None and getattr(context.context(), "_rng", None) is not None:
+            context.context()._rng.setstate(rng)
+    return restore

@@ -242,6 +242,38 @@ def test_fit_leaves_the_callers_random_streams_alone(reg_data):
     assert random.random() == expected[1]
 
 
+def test_fit_leaves_no_determinism_switch_or_seed_behind(reg_data, monkeypatch):
+    """seed_everything turns on process-wide switches (torch deterministic algorithms, TF op
+    determinism, PYTHONHASHSEED, Keras's global seed); an estimator's fit puts them back."""
+    import os
+    import sys
+
+    import keras
+    from keras.src.backend.common import global_state
+
+    X, y = reg_data
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent-kr")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.use_deterministic_algorithms(False)
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+        tf_config.disable_op_determinism()
+    keras.utils.set_random_seed(7)
+    generator = global_state.get_global_attribute("global_seed_generator")
+    RecipeRegressor(config=dict(ONE)).fit(X, y)
+    assert "PYTHONHASHSEED" not in os.environ
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/nonexistent-kr"
+    assert global_state.get_global_attribute("global_random_seed") == 7
+    assert global_state.get_global_attribute("global_seed_generator") is generator
+    if torch is not None:
+        assert not torch.are_deterministic_algorithms_enabled()
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+        assert not tf_config.is_op_determinism_enabled()
+
+
 def _binary_sigmoid_model(X, y):
     import keras
 
