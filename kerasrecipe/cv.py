@@ -81,9 +81,9 @@ def model_task(model) -> Optional[str]:
             kind = "bce" if re.search(r"binary|^(squared_)?hinge$", loss.name, re.I) else "cce"
         elif _REGRESSION_LOSS.search(loss.name):
             kind = "regression"
-    if kind in ("sparse_cce", "cce", "cce_focal"):
+    if kind in ("sparse_cce", "cce", "cce_focal", "cce_hinge"):
         return "classification"
-    if kind in ("bce", "bce_focal"):
+    if kind in ("bce", "bce_focal", "hinge"):
         units = output_units(model)
         return "multilabel" if units is not None and units > 1 else "classification"
     if kind in REGRESSION_LOSSES:
@@ -92,13 +92,14 @@ def model_task(model) -> Optional[str]:
 
 
 def loss_from_logits(model) -> bool:
-    """True when the model's compiled loss takes logits (e.g. `BinaryCrossentropy(from_logits=True)`):
-    its outputs are then logits, not probabilities."""
-    from kerasrecipe.checks.introspect import resolve_loss
+    """True when the model's outputs are unbounded scores, not probabilities: its compiled loss takes
+    logits (e.g. `BinaryCrossentropy(from_logits=True)`), or is a hinge loss (margins, classified by
+    sign: through the sigmoid, p > 0.5 exactly when the margin is > 0)."""
+    from kerasrecipe.checks.introspect import MARGIN_LOSSES, resolve_loss
 
     loss = resolve_loss(model)
     if loss is not None:
-        return bool(loss.from_logits)
+        return bool(loss.from_logits) or loss.kind in MARGIN_LOSSES
     return bool(getattr(getattr(model, "loss", None), "from_logits", False))
 
 
@@ -137,12 +138,15 @@ def to_probabilities(p, *, task: str, from_logits: bool) -> np.ndarray:
 
 
 def class_labels(y) -> np.ndarray:
-    """Integer-like class labels from labels or one-hot/probability rows (for stratification)."""
+    """Integer-like class labels from labels or one-hot/probability rows (for stratification and
+    scoring); binary labels -1/1 (hinge losses) become 0/1, as the predictions' labels are."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         return y.argmax(axis=1)
     if y.ndim == 2:
         y = y[:, 0]
+    if y.dtype.kind in "iuf" and y.size and np.isin(y, (-1, 1)).all() and (y == -1).any():
+        return (y > 0).astype(np.int64)
     return y
 
 
@@ -486,7 +490,7 @@ class CVResult:
     def oof_score(self, y) -> Dict[str, float]:
         """Scores of the out-of-fold predictions as a whole, with scikit-learn's definitions:
         classification: accuracy (argmax, or p > 0.5 for one sigmoid column; logits are turned
-        into probabilities first); multilabel: subset_accuracy (every label right) and
+        into probabilities first, hinge margins classified by sign, labels -1/1 read as 0/1); multilabel: subset_accuracy (every label right) and
         hamming_loss (share of wrong labels, each label thresholded at p = 0.5); regression: mse
         and r2 (`sklearn.metrics.r2_score`: per output column, then averaged). Samples without an
         out-of-fold prediction (NaN rows: a splitter that leaves some out) are skipped."""
@@ -504,7 +508,7 @@ class CVResult:
             p = to_probabilities(p, task=self.task, from_logits=self.from_logits)
             pred = _labels_from_predictions(p, multilabel=self.task == "multilabel")
             if self.task == "multilabel":
-                yt = y.reshape(pred.shape).astype(np.int64)
+                yt = (y.reshape(pred.shape) > 0.5).astype(np.int64)  # 0/1 (or -1/1 for hinge) labels
                 return {"subset_accuracy": float(metrics.accuracy_score(yt, pred)),
                         "hamming_loss": float(metrics.hamming_loss(yt, pred))}
             return {"accuracy": float(np.mean(pred == class_labels(y)))}

@@ -259,3 +259,36 @@ def test_multilabel_cross_validation(tmp_path):
     assert res.task == "multilabel" and res.oof.shape == (48, 3)
     assert set(res.oof_score(Y)) == {"subset_accuracy", "hamming_loss"}
     assert res.ensemble.task == "multilabel" and res.ensemble.predict_labels(X[:5]).shape == (5, 3)
+
+
+def test_hinge_margins_are_classified_by_sign(tmp_path):
+    """A hinge loss's outputs are margins (labels -1/1, or 0/1 which Keras maps to -1/1): classified
+    by their sign, with the labels -1/1 read as 0/1 (they were thresholded as probabilities at 0.5,
+    and -1 labels never matched a 0/1 prediction: ~60% accuracy for a 96% model)."""
+    import keras
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from kerasrecipe.sklearn import RecipeClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype("float32")
+    y_pm = np.where(y > 0, 1, -1)
+
+    def build(**_):
+        model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.Adam(1e-2), "hinge")
+        return model
+
+    cfg = {**CFG, "epochs": 5}
+    for labels in (y_pm, y):
+        res = cross_validate(build, X, labels, cv=3, config=cfg, run_dir=str(tmp_path), verbose=0)
+        assert res.task == "classification" and res.from_logits  # scores, not probabilities
+        margins = res.oof.reshape(-1)
+        want = float(np.mean((margins > 0) == (y > 0)))
+        assert want > 0.9
+        assert res.oof_score(labels)["accuracy"] == pytest.approx(want)
+    clf = RecipeClassifier(build, config=cfg).fit(X, y_pm)
+    proba = clf.predict_proba(X[:50])
+    assert np.all((proba >= 0) & (proba <= 1)) and np.allclose(proba.sum(axis=1), 1)
+    assert set(np.unique(clf.predict(X))) <= {-1, 1} and clf.score(X, y_pm) > 0.9

@@ -32,12 +32,20 @@ _LOSS_KINDS = {
     "mean_absolute_percentage_error": "regression",
     "meanabsolutepercentageerror": "regression",
     "mape": "regression",
+    "hinge": "hinge",
+    "squared_hinge": "hinge",
+    "squaredhinge": "hinge",
+    "categorical_hinge": "cce_hinge",
+    "categoricalhinge": "cce_hinge",
     "binary_focal_crossentropy": "bce_focal",
     "binaryfocalcrossentropy": "bce_focal",
     "categorical_focal_crossentropy": "cce_focal",
     "categoricalfocalcrossentropy": "cce_focal",
 }
 PROBABILITY_LOSSES = ("sparse_cce", "cce", "bce", "bce_focal", "cce_focal")
+# hinge losses: the outputs are unbounded scores (margins; labels -1/1 or 0/1), classified by sign
+# (binary, per unit) or argmax (categorical_hinge)
+MARGIN_LOSSES = ("hinge", "cce_hinge")
 REGRESSION_LOSSES = ("mse", "mae", "regression")
 SQUASHING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0),
              "softsign": (-1.0, 1.0)}
@@ -49,7 +57,7 @@ class LossInfo:
     """The compiled loss: `fn(y_true, y_pred)` (per sample or reduced), its name and kind."""
 
     name: str
-    kind: str          # sparse_cce | cce | bce | bce_focal | cce_focal | mse | mae | regression | other
+    kind: str          # sparse_cce | cce | bce | bce_focal | cce_focal | hinge | cce_hinge | mse | mae | regression | other
     from_logits: bool
     fn: Callable
     ignore_class: Optional[int] = None   # sparse categorical: the label id the loss skips
