@@ -36,9 +36,6 @@ from kerasrecipe.errors import ConfigError, InputTypeError, NotCompiledError
 from kerasrecipe.seeding import preserve_global_state
 
 TASKS = ("auto", "classification", "multilabel", "regression")
-# loss names that say the task when kerasrecipe.checks.introspect does not know the loss
-_CLASSIFICATION_LOSS = re.compile(r"crossentropy|hinge|kl_?divergence|focal|poisson_nll", re.I)
-_REGRESSION_LOSS = re.compile(r"squared|absolute|huber|log_?cosh|mse|mae|mape|msle|cosine", re.I)
 # model.fit arguments with one entry per sample: split with x and y (train / validation / folds)
 PER_SAMPLE_FIT_KWARGS = ("sample_weight",)
 
@@ -70,16 +67,17 @@ def model_task(model) -> Optional[str]:
     'classification' (softmax/categorical losses, or a binary loss on one output unit),
     'multilabel' (a binary loss on several output units), 'regression' (squared/absolute/...
     errors); None when the loss does not tell (not compiled, several losses, a custom loss)."""
-    from kerasrecipe.checks.introspect import REGRESSION_LOSSES, output_units, resolve_loss
+    from kerasrecipe.checks.introspect import REGRESSION_LOSSES, loss_name_task, output_units, resolve_loss
 
     loss = resolve_loss(model)
     if loss is None:
         return None
     kind = loss.kind
-    if kind == "other":
-        if _CLASSIFICATION_LOSS.search(loss.name):
-            kind = "bce" if re.search(r"binary|^(squared_)?hinge$", loss.name, re.I) else "cce"
-        elif _REGRESSION_LOSS.search(loss.name):
+    if kind == "other":  # a loss the kinds do not know: its name's words
+        task = loss_name_task(loss.name)
+        if task == "classification":
+            kind = "bce" if re.search(r"binary", loss.name, re.I) else "cce"
+        elif task == "regression":
             kind = "regression"
     if kind in ("sparse_cce", "cce", "cce_focal", "cce_hinge"):
         return "classification"

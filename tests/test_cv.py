@@ -292,3 +292,38 @@ def test_hinge_margins_are_classified_by_sign(tmp_path):
     proba = clf.predict_proba(X[:50])
     assert np.all((proba >= 0) & (proba <= 1)) and np.allclose(proba.sum(axis=1), 1)
     assert set(np.unique(clf.predict(X))) <= {-1, 1} and clf.score(X, y_pm) > 0.9
+
+
+def test_one_rule_reads_a_loss_task_everywhere():
+    """Cross-validation / the estimators (`model_task`) and the recipe's run log (`describe_loss`)
+    read a loss's task with one rule (`introspect.loss_name_task`): known names, then words."""
+    import keras
+
+    from kerasrecipe.callbacks._context import describe_loss
+    from kerasrecipe.checks.introspect import loss_name_task
+    from kerasrecipe.cv import model_task
+
+    def my_focal_crossentropy(y_true, y_pred):
+        return keras.losses.categorical_crossentropy(y_true, y_pred)
+
+    def weighted_mse(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+    def my_kl_divergence(y_true, y_pred):
+        return keras.losses.kl_divergence(y_true, y_pred)
+
+    def mystery(y_true, y_pred):
+        return keras.ops.mean(y_pred, axis=-1)
+
+    cases = [("hinge", "classification"), ("categorical_hinge", "classification"),
+             (my_focal_crossentropy, "classification"), (my_kl_divergence, "classification"),
+             ("huber", "regression"), (weighted_mse, "regression"), (mystery, None)]
+    for loss, want in cases:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile("sgd", loss)
+        name = loss if isinstance(loss, str) else loss.__name__
+        assert loss_name_task(name) == want, name
+        assert describe_loss(model)["task"] == (want or "unknown"), name
+        assert (model_task(model) is None) == (want is None), name
+        if want == "regression":
+            assert model_task(model) == "regression", name

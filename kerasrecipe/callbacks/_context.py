@@ -427,7 +427,6 @@ def describe_layers(layers) -> List[dict]:
     return out
 
 
-_REGRESSION = ("squared", "absolute", "mse", "mae", "mape", "msle", "huber", "log_cosh", "logcosh", "cosine")
 
 
 def describe_loss(model) -> dict:
@@ -447,13 +446,10 @@ def describe_loss(model) -> dict:
             from_logits = getattr(loss, "_fn_kwargs", {}).get("from_logits")
         if from_logits is None and callable(loss):
             from_logits = False if hasattr(loss, "__name__") else None
+    from kerasrecipe.checks.introspect import loss_name_task
+
     low = (name or "").lower()
-    if "crossentropy" in low or "hinge" in low or "focal" in low:
-        task = "classification"
-    elif any(k in low for k in _REGRESSION):
-        task = "regression"
-    else:
-        task = "unknown"
+    task = loss_name_task(name) or "unknown"
     num_classes = None
     if task == "classification":
         try:

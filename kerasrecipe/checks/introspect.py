@@ -4,6 +4,7 @@ Used by the preflight checks and by `kerasrecipe.init.set_output_bias`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -50,6 +51,27 @@ REGRESSION_LOSSES = ("mse", "mae", "regression")
 SQUASHING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0),
              "softsign": (-1.0, 1.0)}
 NONNEGATIVE = ("relu", "relu6", "softplus", "exponential", "elu_pos")
+
+
+# words in a loss's name that tell its task when the kinds above do not know the name
+_CLASSIFICATION_WORDS = re.compile(r"crossentropy|hinge|kl_?divergence|kullback|focal|poisson_nll", re.I)
+_REGRESSION_WORDS = re.compile(r"squared|absolute|huber|log_?cosh|mse|mae|mape|msle|cosine", re.I)
+
+
+def loss_name_task(name) -> Optional[str]:
+    """'classification' or 'regression' from a loss's name (the known kinds first, then words in
+    the name: 'my_focal_crossentropy', 'weighted_mse'); None when the name does not tell. The one
+    rule the recipe's run log, cross-validation and the estimators read a loss's task with."""
+    if not name:
+        return None
+    kind = _LOSS_KINDS.get(str(name).lower())
+    if kind is not None:
+        return "regression" if kind in REGRESSION_LOSSES else "classification"
+    if _CLASSIFICATION_WORDS.search(str(name)):
+        return "classification"
+    if _REGRESSION_WORDS.search(str(name)):
+        return "regression"
+    return None
 
 
 @dataclass
