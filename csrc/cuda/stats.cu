@@ -2,7 +2,8 @@
 //   every block takes one tile of one tensor (device-side tensor table); each thread keeps
 //   shifted float64 sums (shift = its first finite value) -> (n, mean, M2), combined across the
 //   warp and the block with Chan's formula; counters and min/max alongside; the histogram in
-//   shared memory (warp-aggregated atomics), flushed to the tensor's global histogram.
+//   shared memory (log2 bins: per-thread packed counters; uniform bins: per-warp copies with
+//   atomics), flushed to the tensor's global histogram.
 //   The last block to finish combines each tensor's block partials in block order (Chan,
 //   deterministic) and writes the per-tensor rows; the host copies them back.
 #include <cmath>
@@ -252,7 +253,6 @@ __device__ __forceinline__ Part to_part(const Acc<M>& a) {
 // all-finite ones take the branch-free path, the others the checked one.
 constexpr int PACKED_ROWS = N_MAG + 1;
 constexpr int SLOT_BASE = 127 + LOG2_EMIN - 1;  // slot = biased exponent - SLOT_BASE, clamped to [0, N_MAG]
-
 
 // A finite value.
 __device__ __forceinline__ void packed_fast(Acc<float>& a, float v, float satf, unsigned int* col) {
