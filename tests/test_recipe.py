@@ -164,6 +164,31 @@ def test_lr_10_stops_on_nan_names_the_layer_and_keeps_files(tmp_path, small):
     assert "best_" not in os.path.basename(run_dir)  # no finite epoch: nothing to name it by
 
 
+@pytest.mark.parametrize("bad", ["inputs", "targets"])
+def test_nan_in_the_training_data_is_blamed_on_the_data(tmp_path, small, bad):
+    """One NaN sample (not in the probe batch) poisons the loss, the gradients and every weight in
+    one step: the guard names the data (inputs or targets, the sample), not the learning rate."""
+    x, y = small
+    x, y = x.copy(), y.astype("float32").copy()
+    (x[100] if bad == "inputs" else y[100:101])[...] = np.nan
+    model = mlp(out=1, out_activation=None)
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    cbs = recipe(tmp_path)
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=cbs, verbose=0)
+    nan = [e for e in find_runlog(cbs).of("event") if e["event"] == "nan"]
+    assert len(nan) == 1
+    want = "input" if bad == "inputs" else "targets"
+    assert nan[0]["where"] == want and nan[0]["layer"] is None
+    assert nan[0]["nonfinite_data"] == {"what": bad, "source": "training data", "values": 64 if bad == "inputs" else 1,
+                                       "samples": 1, "first": 100}
+    assert f"non-finite {bad} value(s) (NaN/Inf) in 1 sample(s), the first in sample 100" in nan[0]["message"]
+    assert nan[0]["restored_step"] is not None and nan[0]["restored_step"] < nan[0]["step"]
+    assert "as they were" in nan[0]["message"]
+    finding = next(f for f in find_runlog(cbs).of("finding") if f["rule"] == "nan_inf")
+    assert finding["causes"][0] == f"NaN/Inf values in the {'input data' if bad == 'inputs' else 'training targets'}"
+    assert "learning rate" not in finding["fixes"][0]
+
+
 def test_nan_restore_puts_back_the_optimizer_state_too(tmp_path, small):
     """Weights alone are not enough: momentum (or Adam's moments) left NaN re-poisons the first
     step after the restore; following the finding's advice (a lower LR) must then train."""

@@ -4,12 +4,15 @@ Checks the loss of every batch and the epoch's train/validation losses. On a non
 loss it
 
 1. stops training (`model.stop_training = True`; fit returns normally, every file is kept);
-2. finds where it started, on the fixed probe batch with the weights as they are now: the first
-   layer (in layer order) whose weights are non-finite, else whose output is, else whose
+2. finds where it started: NaN/Inf in the training data first (the arrays fit was given, else the
+   probe batch: inputs, then targets), since a bad sample poisons the loss, the gradients and then
+   every weight in one step; else, on the fixed probe batch with the weights as they are now, the
+   first layer (in layer order) whose weights are non-finite, else whose output is, else whose
    gradient is; else the loss itself (e.g. log(0)) — and the step and epoch;
 3. restores the last weights known to be finite, with the optimizer's state (iterations,
-   momentum and Adam moments, not the learning rate) of the same step (taken at the start of each
-   epoch and at every health probe), and says from which step they are;
+   momentum and Adam moments, not the learning rate) of the same moment (taken at the start of
+   each epoch and at every health probe), and says after which step they were taken
+   (`restored_step`: the state after that step; -1: before the first step);
 4. writes an `event` record {"event": "nan", "where", "layer", "step", "epoch", ...} that the
    diagnosis rules turn into a finding.
 
@@ -31,13 +34,69 @@ from typing import Optional
 import keras
 import numpy as np
 
-from kerasrecipe.callbacks._context import FiniteState, RunContext, is_finite_number
+from kerasrecipe.callbacks._context import FiniteState, RunContext, capture_fit_args, is_finite_number
 from kerasrecipe.callbacks.health import nonfinite_origin, sync_model_state
 from kerasrecipe.probes import LayerProbe
 
 
 def _all_finite(arrays) -> bool:
     return all(np.all(np.isfinite(a)) for a in arrays if np.issubdtype(np.asarray(a).dtype, np.floating))
+
+
+def _array_leaves(data):
+    """The arrays of `data` (an array, or a dict/list/tuple of arrays) as NumPy, or None when it is
+    something else (a tf.data.Dataset, a generator, a PyDataset, a DataLoader: not readable here)."""
+    if data is None:
+        return []
+    leaves = keras.tree.flatten(data)
+    if not leaves or not all(hasattr(a, "shape") and hasattr(a, "dtype") and not hasattr(a, "element_spec")
+                             for a in leaves):
+        return None
+    try:
+        return [np.asarray(keras.ops.convert_to_numpy(a)) for a in leaves]
+    except Exception:
+        return None
+
+
+def _nonfinite_samples(arrays):
+    """(non-finite values, samples holding one, index of the first such sample) over float arrays
+    whose axis 0 is the sample axis; None when every value is finite."""
+    values, bad = 0, None
+    for a in arrays:
+        if not np.issubdtype(a.dtype, np.floating) or a.ndim == 0 or a.size == 0:
+            continue
+        mask = ~np.isfinite(a)
+        n = int(mask.sum())
+        if n:
+            values += n
+            rows = mask.reshape(len(a), -1).any(axis=1)
+            bad = rows if bad is None or len(bad) != len(rows) else (bad | rows)
+    if not values:
+        return None
+    idx = np.flatnonzero(bad)
+    return values, int(len(idx)), int(idx[0])
+
+
+def nonfinite_data(model, probe=None) -> Optional[dict]:
+    """NaN/Inf in the training data: the arrays the running `fit` of `model` was given (its
+    training part), else the probe batch `(x, y)`; inputs before targets. A dict {"what": "inputs" |
+    "targets", "source": "training data" | "probe batch", "values", "samples", "first"} or None.
+    Call it from a callback hook (it reads fit's arguments off the call stack)."""
+    sources = []
+    args = capture_fit_args(model)
+    if args:
+        x, y = _array_leaves(args.get("x")), _array_leaves(args.get("y"))
+        if x is not None:
+            sources.append(("training data", x, y or []))
+    if probe is not None:
+        sources.append(("probe batch", _array_leaves(probe[0]) or [], _array_leaves(probe[1]) or []))
+    for source, x, y in sources:
+        for what, arrays in (("inputs", x), ("targets", y)):
+            found = _nonfinite_samples(arrays)
+            if found:
+                values, samples, first = found
+                return {"what": what, "source": source, "values": values, "samples": samples, "first": first}
+    return None
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -84,7 +143,14 @@ class NaNGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         sync_model_state(self.model)
-        snap = FiniteState.take(self.model, self.context.step)
+        ctx = self.context
+        done = ctx.step  # optimizer steps done so far (RunLogger keeps it); else the optimizer's count
+        if ctx.fit_index < 0:
+            try:
+                done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            except Exception:
+                done = 0
+        snap = FiniteState.take(self.model, done - 1)  # the state after step done - 1
         if snap is not None:
             self.context.finite_snapshot = snap
 
@@ -174,7 +240,10 @@ class NaNGuard(keras.callbacks.Callback):
         origin = {"activation": None, "gradient": None, "loss": None, "gradient_error": "no probe batch"}
         if ctx.probe is not None:
             origin = nonfinite_origin(model, self._probe, *ctx.probe)
-        if weights_bad:
+        data = nonfinite_data(model, ctx.probe)
+        if data is not None:  # bad samples: the weights, outputs and gradients went non-finite after them
+            where = "input" if data["what"] == "inputs" else "targets"
+        elif weights_bad:
             where, layer = "weights", weights_bad[0]
         elif origin["activation"]:
             where, layer = "activation", origin["activation"]
@@ -189,7 +258,10 @@ class NaNGuard(keras.callbacks.Callback):
             self._restore_to = snap
             if restore_now:
                 self._apply_restore()
-        if where != "loss":
+        if data is not None:
+            full = (f"{message}; origin: the {data['source']} holds {data['values']} non-finite {data['what']} "
+                    f"value(s) (NaN/Inf) in {data['samples']} sample(s), the first in sample {data['first']}")
+        elif where != "loss":
             full = f"{message}; first non-finite: {where} of layer {layer!r}"
         elif origin["gradient_error"] is None:
             full = (f"{message}; origin: the loss itself (weights, layer outputs and gradients on the probe batch "
@@ -197,12 +269,14 @@ class NaNGuard(keras.callbacks.Callback):
         else:
             full = (f"{message}; origin not found: weights" + (" and layer outputs" if ctx.probe is not None else "")
                     + f" are finite, the gradients were not checked ({origin['gradient_error']})")
-        full += (f"; restored the last finite weights and optimizer state (step {restored_step})"
-                 if restored_step is not None
-                 else "; no finite weights to restore")
+        full += ("; no finite weights to restore" if restored_step is None
+                 else "; restored the last finite weights and optimizer state, "
+                 + ("as they were before the first step" if restored_step < 0
+                    else f"as they were after step {restored_step}"))
         rec = ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="nan", message=full, where=where,
                              layer=layer, nonfinite_weights=weights_bad, activation_origin=origin["activation"],
-                             gradient_origin=origin["gradient"], restored_step=restored_step, trigger=what)
+                             gradient_origin=origin["gradient"], nonfinite_data=data, restored_step=restored_step,
+                             trigger=what)
         ctx.runlog.log("event", epoch=ctx.epoch, step=step, event="stop", message="stopped by NaNGuard",
                        reason="nan")
         ctx.stopped_reason = "nan"

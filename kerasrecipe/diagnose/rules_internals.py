@@ -19,6 +19,7 @@ from kerasrecipe.diagnose.finding import Finding
 
 _NAN_CAUSES = {
     "input": ["NaN/Inf values in the input data"],
+    "targets": ["NaN/Inf values in the training targets"],
     "activation": [
         "weights blew up (learning rate too high) and a layer's output overflowed",
         "an operation that overflows or divides by zero inside the model",
@@ -118,7 +119,7 @@ def nan_inf(log) -> List[Finding]:
     if len(norms) >= 4:
         growth = max(norms) / max(float(np.median(norms[: max(2, len(norms) // 4)])), 1e-30)
     causes = list(_NAN_CAUSES[where_key])
-    if growth is not None and growth >= 1e2 and where_key not in ("gradient", "validation"):
+    if growth is not None and growth >= 1e2 and where_key not in ("gradient", "validation", "input", "targets"):
         causes.insert(0, f"exploding gradients: the global gradient norm grew {fmt(growth)}x before the blow-up")
     layer = origin.get("layer")
     at = f" in layer '{layer}'" if layer else ""
@@ -129,6 +130,7 @@ def nan_inf(log) -> List[Finding]:
         symptom += f": {origin['detail']}"
     fixes = {
         "input": "clean the data: replace/remove NaN/Inf inputs (np.isfinite), then normalise (B3)",
+        "targets": "clean the targets: drop or fix the samples whose targets are NaN/Inf (np.isfinite) (B1)",
         "loss": "clip probabilities (epsilon) before log, use from_logits=True losses, check targets; lower the LR",
         "gradient": "clip gradients by global norm (clipnorm=1..10, D8) and lower the learning rate",
         "validation": "check the validation data: np.isfinite on inputs and targets, targets in the loss's "
