@@ -126,6 +126,8 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
         raise ConfigError(f"epochs={epochs!r} is invalid: expected an integer > 0")
     if not isinstance(cv_folds, int) or cv_folds < 2:
         raise ConfigError(f"cv_folds={cv_folds!r} is invalid: expected an integer >= 2")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"out={os.fspath(out)!r} is a file, not a directory: give the folder to create the run in")
     import keras
     import numpy as np
     from rich.markup import escape

@@ -103,6 +103,10 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
     cfg = resolve_config(config, **overrides)
     if probe_data is not None and not (isinstance(probe_data, (tuple, list)) and len(probe_data) == 2):
         raise InputTypeError(f"probe_data must be a tuple (x, y), got {type(probe_data).__name__}")
+    for what, path in (("run_root", cfg.run_root if run_dir is None else None), ("run_dir", run_dir)):
+        if path is not None and os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{what} {os.fspath(path)!r} is a file, not a directory: give a directory "
+                              "(it is created when missing)")
     if run_dir is None:
         path, stamp = _new_run_dir(cfg)
         ctx = RunContext(cfg, path, rename_at_end=True)

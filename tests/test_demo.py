@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from _browser import assert_renders, screenshot
+import kerasrecipe as kr
 from kerasrecipe import cli
 from kerasrecipe.errors import ConfigError
 
@@ -86,6 +87,29 @@ def test_cli_rejects_bad_arguments(capsys):
         cli.main(["demo", "--backend", "theano"])
     with pytest.raises(SystemExit):
         cli.main([])
+
+
+def test_cli_bad_paths_are_clear_errors(tmp_path, capsys):
+    """A file where a folder is expected (and the reverse) is a kerasrecipe error on stderr with exit
+    code 2, not a traceback; an existing folder given as the report's --out gets report.html in it."""
+    from _report_fixtures import make_run_dir
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["demo", "--quick", "--out", str(afile)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    run = tmp_path / "run"
+    make_run_dir(str(run), with_predictions=False, with_hist=False, images=False)
+    outdir = tmp_path / "pages"
+    outdir.mkdir()
+    assert cli.main(["report", str(run), "--out", str(outdir)]) == 0
+    assert (outdir / "report.html").is_file()
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "missing" / "r.html")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="is a file"):
+        kr.default(run_dir=str(afile))
+    with pytest.raises(ConfigError, match="is a file"):
+        kr.default(run_root=str(afile))
 
 
 def test_run_demo_validates_its_arguments():

@@ -147,8 +147,9 @@ class RecipeCheckpoint(keras.callbacks.Callback):
             return  # an epoch without validation (fit's validation_freq): nothing to rank it by
         if not is_finite_number(value) or ("loss" in logs and not is_finite_number(logs["loss"])):
             ctx.runlog.log("event", epoch=run_epoch, step=ctx.step, event="checkpoint_skipped",
-                           message=f"no checkpoint for epoch {run_epoch + 1}: {self.monitor}={value}, "
-                                   f"loss={logs.get('loss')} (a diverged epoch is never saved)")
+                           message=f"no checkpoint for epoch {run_epoch + 1}: {self.monitor}={value}"
+                                   + (f", loss={logs.get('loss')}" if self.monitor != "loss" else "")
+                                   + " (a diverged epoch is never saved)")
             return
         value = float(value)
         if self.mode == "best" and len(self._ranked()) >= self.keep_best:

@@ -17,6 +17,7 @@ import os
 import warnings
 from typing import Optional
 
+from kerasrecipe.errors import ConfigError
 from kerasrecipe.report.predictions import PREDICTIONS_FILE, load_predictions, save_predictions  # noqa: F401
 
 REPORT_FILE = "report.html"
@@ -29,7 +30,8 @@ def build_report(run_dir: str, *, out: Optional[str] = None, title: Optional[str
 
     Args:
         run_dir: a run directory (it holds runlog.jsonl; see kerasrecipe/report/rundata.py).
-        out: where to write the page; default `run_dir/report.html`.
+        out: where to write the page (a file path, or an existing directory to write report.html
+            in); default `run_dir/report.html`.
         title: the page title; default "kerasrecipe run report — <run name>".
 
     The page is written atomically, and depends only on the run directory's files: building it
@@ -37,7 +39,7 @@ def build_report(run_dir: str, *, out: Optional[str] = None, title: Optional[str
     is reported with a warning.
 
     Raises:
-        ConfigError: `run_dir` is not a run directory.
+        ConfigError: `run_dir` is not a run directory, or `out` is in a folder that does not exist.
 
     Example:
         >>> cbs = kerasrecipe.default(run_dir="runs/demo")
@@ -51,7 +53,13 @@ def build_report(run_dir: str, *, out: Optional[str] = None, title: Optional[str
 
     data = load_run(run_dir)
     page, errors = render(data, title=title)
-    path = out if out is not None else os.path.join(os.fspath(run_dir), REPORT_FILE)
+    path = os.fspath(out) if out is not None else os.path.join(os.fspath(run_dir), REPORT_FILE)
+    if os.path.isdir(path):
+        path = os.path.join(path, REPORT_FILE)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"cannot write the report to {path!r}: the folder {parent!r} "
+                          + ("is a file" if os.path.exists(parent) else "does not exist"))
     atomic_write_text(path, page)
     for e in errors:
         warnings.warn(f"report section could not be drawn: {e}", RuntimeWarning, stacklevel=2)
