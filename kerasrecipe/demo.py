@@ -216,6 +216,10 @@ def run_demo(*, quick: bool = False, out: str = "runs", epochs: Optional[int] = 
             say(f"suggested learning rate: [bold]{lr:.2e}[/bold]")
         lr = clamped
     kr.optimizers.set_learning_rate(model.optimizer, lr, model=model)
+    how = ("a planted fault" if fault == "lr" else "the recipe's default: no clear suggestion" if suggestion is None
+           else "the valley suggestion" + (f" {suggestion:.3g}, clamped into {LR_RANGE}" if lr != suggestion else ""))
+    runlog.log("event", event="lr_choice", learning_rate=float(lr), suggestion=suggestion,
+               message=f"training at learning rate {lr:.3g}: {how}")
     result_seconds["lr_find"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- 4. training

@@ -128,7 +128,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
         cbs.append(ckpt)
     stateful = []
     es = RecipeEarlyStopping(monitor=ctx.monitor, patience=cfg.early_stopping_patience,
-                             restore_best_weights=cfg.restore_best_weights, verbose=0)
+                             restore_best_weights=cfg.restore_best_weights, verbose=0, context=ctx)
     ctx.retarget.append(es)
     stateful.append(es)
     cbs.append(es)
@@ -137,7 +137,7 @@ def default(config: Optional[RecipeConfig] = None, *, run_dir: Optional[str] = N
 
         plateau = ReduceLROnPlateauAny(monitor=ctx.monitor, factor=cfg.plateau_factor,
                                        patience=cfg.plateau_patience, min_lr=cfg.min_lr,
-                                       mode=monitor_mode(ctx.monitor), runlog=ctx.runlog)
+                                       mode=monitor_mode(ctx.monitor), runlog=ctx.runlog, context=ctx)
         ctx.retarget.append(plateau)
         stateful.append(plateau)
         cbs.append(plateau)

@@ -60,6 +60,15 @@ def test_demo_report_renders_with_every_image(demo_run, tmp_path):
     for section in ("preflight", "lr-find", "curves", "activations", "gradients", "predictions"):
         assert f'<section id="{section}">' in page
     assert "could not be drawn" not in page
+    # the learning rate the run trained at, next to the range test's suggestions and the config's
+    from kerasrecipe.runlog import RunLog
+
+    log = RunLog.load(os.path.dirname(report))
+    used = log.meta["training"]["learning_rate"]
+    choice = [e for e in log.of("event") if e["event"] == "lr_choice"]
+    assert len(choice) == 1 and choice[0]["learning_rate"] == pytest.approx(used)
+    assert "Training (as run)" in page and "Training started at" in page and "valley" in page
+    assert "last epoch val_loss" in page and "final val_loss" not in page
     check = assert_renders(report, tmp_path, min_images=8)
     assert int(check["decoded"]) >= 8
     assert screenshot(report, tmp_path).stat().st_size > 10_000

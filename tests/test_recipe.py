@@ -189,6 +189,38 @@ def test_nan_in_the_training_data_is_blamed_on_the_data(tmp_path, small, bad):
     assert "learning rate" not in finding["fixes"][0]
 
 
+def test_early_stopping_and_lr_halving_leave_events_and_the_report_says_which_weights(tmp_path, small):
+    """Early stopping logs its stop and the restore of the best epoch's weights; LR halving's event
+    follows the run's numbering (never after the last step); the report's summary says whose
+    weights the model holds and labels last-epoch values as such."""
+    from kerasrecipe.report import build_report
+
+    x, y = small
+    model = mlp()
+    model.compile(keras.optimizers.Adam(3e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    cbs = recipe(tmp_path, early_stopping_patience=2, plateau_patience=1)
+    hist = model.fit(x, y, validation_split=0.25, epochs=30, batch_size=64, callbacks=cbs, verbose=0)
+    n = len(hist.history["loss"])
+    assert n < 30  # stopped early
+    log = find_runlog(cbs)
+    events = log.of("event")
+    stop = [e for e in events if e["event"] == "stop"]
+    assert len(stop) == 1 and stop[0]["reason"] == "early_stopping" and stop[0]["epoch"] == n - 1
+    best = int(np.argmin(hist.history["val_loss"]))
+    restored = [e for e in events if e["event"] == "restored_best"]
+    if best != n - 1:
+        assert len(restored) == 1 and restored[0]["epoch"] == best
+        assert restored[0]["value"] == pytest.approx(hist.history["val_loss"][best], rel=1e-5)
+    last_step = max(b["step"] for b in log.of("batch"))
+    assert all(e["step"] <= last_step for e in events if e["event"] == "lr_reduced")
+    end = [e for e in events if e["event"] == "end"]
+    assert "(early_stopping)" in end[-1]["message"]
+    page = open(build_report(find_run_dir(cbs)), encoding="utf-8").read()
+    assert "last epoch val_loss" in page
+    if restored:
+        assert f"epoch {best + 1} (best val_loss" in page
+
+
 def test_nan_restore_puts_back_the_optimizer_state_too(tmp_path, small):
     """Weights alone are not enough: momentum (or Adam's moments) left NaN re-poisons the first
     step after the restore; following the finding's advice (a lower LR) must then train."""

@@ -38,7 +38,10 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         min_delta: smallest change that counts as an improvement.
         cooldown: epochs to wait after a reduction before counting again.
         verbose: 1 prints a line at each reduction.
-        runlog: optional `kerasrecipe.RunLog` to record reductions in.
+        runlog: optional `kerasrecipe.RunLog` to record reductions in (the event's step: the last
+            step before the change).
+        context: the recipe's RunContext (`default()` passes it): the event's epoch and step are
+            the run's (continued across fits).
 
     Example:
         model.fit(x, y, validation_split=0.2, epochs=50,
@@ -46,7 +49,7 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
     """
 
     def __init__(self, monitor="val_loss", factor=0.5, patience=3, min_lr=1e-7, mode="auto", min_delta=1e-4,
-                 cooldown=0, verbose=0, runlog=None):
+                 cooldown=0, verbose=0, runlog=None, context=None):
         if not (0 < factor < 1):
             raise ConfigError(f"ReduceLROnPlateauAny factor={factor!r} is invalid: expected a number in (0, 1); "
                               "0.5 halves the learning rate (D3).")
@@ -59,6 +62,7 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
         super().__init__(monitor=monitor, factor=factor, patience=patience, verbose=verbose, mode=mode,
                          min_delta=min_delta, cooldown=cooldown, min_lr=min_lr)
         self.runlog = runlog
+        self.context = context  # the recipe's RunContext (default()): events numbered as the run's
         self.reductions = []  # (epoch, old_lr, new_lr)
 
     def on_train_begin(self, logs=None):
@@ -112,7 +116,12 @@ class ReduceLROnPlateauAny(keras.callbacks.ReduceLROnPlateau):
             if self.verbose:
                 print(f"\nEpoch {epoch + 1}: ReduceLROnPlateauAny: learning rate {old:.3g} -> {new:.3g}.")
             if self.runlog is not None:
-                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                # the epoch and step the change follows (the run's numbering under default())
+                ctx = self.context
+                if ctx is not None and ctx.fit_index >= 0:
+                    epoch, step = ctx.run_epoch(epoch), ctx.step
+                else:
+                    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - 1
                 self.runlog.log("event", epoch=epoch, step=step, event="lr_reduced", old_lr=old, new_lr=new,
                                 message=f"{self.monitor} did not improve for {self.patience} epochs: "
                                         f"learning rate {old:.3g} -> {new:.3g}")

@@ -169,6 +169,20 @@ def _sev(s: str) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+def _weights_kept(events):
+    """The `restored_best` event of the last fit (its weights are the model's), or None."""
+    ended = False
+    for e in reversed(events):
+        kind = e.get("event")
+        if kind == "end":
+            if ended:
+                return None
+            ended = True
+        elif kind == "restored_best" and e.get("epoch") is not None:
+            return e
+    return None
+
+
 def section_summary(d: RunData) -> str:
     meta, log = d.meta, d.log
     epochs = log.of("epoch")
@@ -185,7 +199,7 @@ def section_summary(d: RunData) -> str:
         last = epochs[-1].get("logs") or {}
         for key in ("loss", "val_loss"):
             if last.get(key) is not None:
-                cards.append((f"final {key}", fmt(last[key])))
+                cards.append((f"last epoch {key}", fmt(last[key])))
         vl = log.epoch_series("val_loss")
         if any(np.isfinite(vl)):
             i = int(np.nanargmin(vl))
@@ -193,7 +207,11 @@ def section_summary(d: RunData) -> str:
         for key in plots.metric_names(epochs)[:2]:
             vk = "val_" + key if last.get("val_" + key) is not None else key
             if last.get(vk) is not None:
-                cards.append((f"final {vk}", fmt(last[vk])))
+                cards.append((f"last epoch {vk}", fmt(last[vk])))
+        kept = _weights_kept(log.of("event"))
+        if kept is not None:
+            cards.append(("model's weights", f"epoch {int(kept['epoch']) + 1} (best {kept.get('monitor')} "
+                                             f"{fmt(kept.get('value'))}, restored)"))
     if d.findings is not None:
         counts = {s: 0 for s in SEVERITY_ORDER}
         for f in d.findings:
@@ -246,6 +264,15 @@ def section_findings(d: RunData) -> str:
 def section_config(d: RunData) -> str:
     left = (kv_table(d.config) if isinstance(d.config, dict)
             else empty("No config.json: the run's hyperparameters were not recorded."))
+    training = d.meta.get("training")
+    if isinstance(training, dict) and training:
+        left = ("<h3>Training (as run)</h3><p class='empty'>What the fit trained with: the compiled "
+                "optimizer, its learning rate at the start of the first fit, the batch size, the seed "
+                "applied.</p>" + kv_table(training)
+                + "<h3>Config</h3><p class='empty'>The recipe's settings (RecipeConfig); its optimizer fields "
+                  "apply only where kerasrecipe builds the optimizer.</p>" + left)
+    else:
+        left = "<h3>Config</h3>" + left
     right = (kv_table(_flatten(d.env)) if isinstance(d.env, dict)
              else empty("No env.json: versions and devices were not recorded."))
     model = (d.meta.get("model") or {})
@@ -257,7 +284,7 @@ def section_config(d: RunData) -> str:
         extra = (f"<h3>Model: {esc(model.get('name'))}, {esc(fmt(model.get('params')))} parameters "
                  f"({esc(fmt(model.get('trainable_params')))} trainable); loss {esc(d.meta.get('loss'))}</h3>"
                  + table(["#", "layer", "class", "activation", "units"], rows))
-    return f"<div class='twocol'><div><h3>Config</h3>{left}</div><div><h3>Environment</h3>{right}</div></div>{extra}"
+    return f"<div class='twocol'><div>{left}</div><div><h3>Environment</h3>{right}</div></div>{extra}"
 
 
 def section_preflight(d: RunData) -> str:
@@ -297,7 +324,14 @@ def section_lr_find(d: RunData) -> str:
     if fig is None:
         return empty("The LR range test record holds no finite losses.")
     sug = rec.get("suggestion")
-    cap = f"Suggested learning rate: {fmt(sug)}." if sug is not None else ""
+    named = {k: v for k, v in (rec.get("suggestions") or {}).items() if v is not None}
+    if named:
+        cap = "Suggestions: " + ", ".join(f"{k} {fmt(v)}" for k, v in named.items()) + "."
+    else:
+        cap = f"Suggested learning rate: {fmt(sug)}." if sug is not None else "No suggestion."
+    used = (d.meta.get("training") or {}).get("learning_rate")
+    if used is not None:
+        cap += f" Training started at {fmt(used)}."
     return image(fig, "LR finder", cap)
 
 
