@@ -69,6 +69,11 @@ def append_jsonl(path: str, records) -> None:
         f.flush()
 
 
+def atomic_write_jsonl(path: str, records) -> None:
+    """Replace a JSON-lines file with `records`, atomically (readers see the old or the new file)."""
+    atomic_write_text(path, "".join(json.dumps(r, default=_default) + "\n" for r in records))
+
+
 def read_jsonl(path: str) -> list:
     out = []
     with open(path, encoding="utf-8") as f:

@@ -27,12 +27,14 @@ steps count optimizer steps from the start of the run):
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import time
+import weakref
 from typing import Iterable, List, Optional
 
-from kerasrecipe.io import append_jsonl, read_jsonl
+from kerasrecipe.io import append_jsonl, atomic_write_jsonl, read_jsonl
 
 RUNLOG_FILE = "runlog.jsonl"
 
@@ -46,6 +48,7 @@ class RunLog:
         self._pending: List[dict] = []
         if run_dir is not None:
             os.makedirs(run_dir, exist_ok=True)
+        _LIVE.add(self)  # records still buffered are written when the interpreter exits (a crash included)
 
     # ---------------------------------------------------------------- writing
     def log(self, kind: str, *, epoch: Optional[int] = None, step: Optional[int] = None, flush=True, **values) -> dict:
@@ -66,6 +69,26 @@ class RunLog:
         if self.run_dir is not None and self._pending:
             append_jsonl(os.path.join(self.run_dir, RUNLOG_FILE), self._pending)
             self._pending = []
+
+    def discard_after(self, step: int, kinds=("batch", "layer", "grad")) -> int:
+        """Forget the records of `kinds` (per-step records) with a step after `step`, in memory and
+        in runlog.jsonl (rewritten atomically): a fit resumed from a backup taken after `step` redoes
+        those steps, which would otherwise appear twice. Returns how many records were dropped."""
+        def stale(r):
+            return r.get("kind") in kinds and r.get("step") is not None and int(r["step"]) > int(step)
+
+        self.flush()
+        kept = [r for r in self.records if not stale(r)]
+        dropped = len(self.records) - len(kept)
+        self.records = kept
+        path = None if self.run_dir is None else os.path.join(self.run_dir, RUNLOG_FILE)
+        if path is not None and os.path.exists(path):
+            on_disk = read_jsonl(path)
+            kept_disk = [r for r in on_disk if not stale(r)]
+            if len(kept_disk) != len(on_disk):
+                atomic_write_jsonl(path, kept_disk)
+                dropped = max(dropped, len(on_disk) - len(kept_disk))
+        return dropped
 
     # ---------------------------------------------------------------- reading
     @classmethod
@@ -113,3 +136,15 @@ class RunLog:
 
     def __len__(self):
         return len(self.records)
+
+
+_LIVE: "weakref.WeakSet[RunLog]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_live_logs():  # a fit that raised leaves up to RunLogger.FLUSH_SECONDS of batch records buffered
+    for log in list(_LIVE):
+        try:
+            log.flush()
+        except Exception:  # pragma: no cover - a run directory removed meanwhile
+            pass

@@ -79,6 +79,26 @@ def test_runlog_records_and_reload(tmp_path):
         RunLog.load(str(tmp_path / "nope"))
 
 
+def test_runlog_buffered_records_survive_a_crash_and_resume_drops_redone_steps(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from kerasrecipe.runlog import RunLog\n"
+            f"log = RunLog({str(tmp_path)!r})\n"
+            "log.log('batch', epoch=0, step=0, loss=1.0)\n"
+            "log.log('batch', epoch=0, step=1, loss=0.9, flush=False)\n"  # buffered, then a crash
+            "raise RuntimeError('crash')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "crash" in out.stderr
+    log = RunLog.load(str(tmp_path))
+    assert [r["step"] for r in log.of("batch")] == [0, 1]  # written when the interpreter exited
+    log = RunLog(str(tmp_path), log.records)
+    log.log("event", step=1, event="note")
+    assert log.discard_after(0) == 1  # per-step records after step 0 go, events stay
+    assert [r["step"] for r in RunLog.load(str(tmp_path)).of("batch")] == [0]
+    assert [r["step"] for r in log.of("batch")] == [0] and log.of("event")
+
+
 def test_finding_order_and_validation():
     a = Finding("x", "info", "i", epoch=0)
     b = Finding("y", "error", "e", epoch=5)

@@ -328,6 +328,14 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
     fit = dict(x=x, y=y, validation_split=0.2, epochs=4, batch_size=32, verbose=0)
     with pytest.raises(RuntimeError, match="simulated crash"):
         model.fit(callbacks=cbs + [Crash(epoch=1, batch=5)], **fit)
+    # the files agree after the crash: best.json names the best finished epoch, the report says
+    # the fit did not finish and that the backup resumes it
+    from kerasrecipe.report import build_report
+
+    best = json.load(open(os.path.join(run_dir, "best.json")))
+    assert best["epoch"] == 0 and best["value"] == pytest.approx(kr.RunLog.load(run_dir).of("epoch")[0]["logs"]["val_loss"])
+    page = open(build_report(run_dir), encoding="utf-8").read()
+    assert "did not finish" in page and "crash backup is there" in page
     # same callbacks, fit again: resumes at epoch 1, then crashes again in epoch 2
     rec1 = Record()
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -346,6 +354,9 @@ def test_crash_mid_fit_resumes_from_last_epoch_with_nothing_lost(tmp_path, small
         np.testing.assert_allclose(a, b)
     log = kr.RunLog.load(run_dir)
     assert [r["epoch"] for r in log.of("epoch")] == [0, 1, 2, 3]  # nothing lost, nothing twice
+    steps = [r["step"] for r in log.of("batch")]  # the crashed epochs' batches are redone: each once
+    assert sorted(steps) == list(range(4 * 20)) and steps == sorted(steps)
+    assert "did not finish" not in open(build_report(run_dir), encoding="utf-8").read()
     assert len([e for e in log.of("event") if e["event"] == "resume"]) == 2
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * 20
     rows = open(os.path.join(run_dir, "history.csv")).read().strip().splitlines()

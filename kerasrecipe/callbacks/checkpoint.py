@@ -282,6 +282,8 @@ class RecipeBackup(keras.callbacks.Callback):
         self.model._initial_epoch = int(meta["next_epoch"])
         self.resumed_from = int(meta["next_epoch"])
         ctx = self.context
+        if meta.get("step") is not None:  # the crashed epoch's steps are redone: forget their records
+            ctx.runlog.discard_after(int(meta["step"]))
         ctx.runlog.log("event", epoch=ctx.run_epoch(self.resumed_from) if ctx.fit_index >= 0 else self.resumed_from,
                        step=meta.get("step"), event="resume",
                        message=f"resumed from the backup of epoch {meta.get('run_epoch', 0) + 1} "

@@ -10,7 +10,9 @@ automatically — the directory is renamed to carry the best value, e.g.
 `runs/adam-lr3e-04-bs32-plateau-s42-20261127-010203-best_val_loss0.0912` (tip A4; the value with 4 significant digits). The rename is
 atomic (one os.rename in the same parent); the callbacks follow the new path, and a later fit
 renames again from the original name. If the rename fails the directory keeps its name and
-`best.json` still says everything.
+`best.json` still says everything. `best.json` is also rewritten at every epoch end, so a fit that
+is interrupted (an exception, Ctrl-C) leaves it in agreement with the checkpoints and history.csv
+(the directory's name keeps the value of the last finished fit).
 
 Nothing is printed when fit runs with verbose=0; the files are written all the same.
 """
@@ -40,20 +42,29 @@ def best_of(runlog, monitor: str):
     return best
 
 
+def write_best(ctx: RunContext, checkpoint=None):
+    """best.json (the best epoch of the monitored metric so far and its checkpoint); returns
+    (value, epoch). Written at every epoch end and at the end of fit, so it agrees with the
+    checkpoints and history.csv even when a fit is interrupted."""
+    value, epoch = best_of(ctx.runlog, ctx.monitor)
+    if ctx.run_dir is not None:
+        best_file = None
+        if checkpoint is not None and checkpoint.best is not None:
+            best_file = os.path.join("checkpoints", checkpoint.best["file"])
+        atomic_write_json(ctx.path("best.json"), {"monitor": ctx.monitor, "value": value, "epoch": epoch,
+                                                  "checkpoint": best_file,
+                                                  "monitor_fallback": ctx.monitor_fallback})
+    return value, epoch
+
+
 def finish_run(ctx: RunContext, checkpoint=None, tensorboard=None) -> Optional[str]:
     """best.json, the `end` event and the best-metric rename; returns the run directory."""
-    value, epoch = best_of(ctx.runlog, ctx.monitor)
+    value, epoch = write_best(ctx, checkpoint)
     ctx.runlog.log("event", epoch=ctx.epoch, step=ctx.step, event="end",
                    message=f"fit {ctx.fit_index} ended" + (f" ({ctx.stopped_reason})" if ctx.stopped_reason else ""),
                    best_value=value, best_epoch=epoch, monitor=ctx.monitor)
     if ctx.run_dir is None:
         return None
-    best_file = None
-    if checkpoint is not None and checkpoint.best is not None:
-        best_file = os.path.join("checkpoints", checkpoint.best["file"])
-    atomic_write_json(ctx.path("best.json"), {"monitor": ctx.monitor, "value": value, "epoch": epoch,
-                                              "checkpoint": best_file,
-                                              "monitor_fallback": ctx.monitor_fallback})
     if ctx.rename_at_end and value is not None and ctx.base_dir:
         if tensorboard is not None:
             ctx.tensorboard = tensorboard
@@ -125,6 +136,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         return new
 
     def on_epoch_end(self, epoch, logs=None):
+        write_best(self.context, self.checkpoint)
         if not (self.enabled and self.live):
             return
         from kerasrecipe.diagnose import diagnose_run

@@ -169,6 +169,23 @@ def _sev(s: str) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+def _unfinished_fit(records):
+    """(fit index, epochs it finished) of the last fit when no `end` event follows its `meta`
+    record (interrupted, or still running), else None."""
+    last_meta, ended, epochs = None, False, 0
+    for r in records:
+        kind = r.get("kind")
+        if kind == "meta":
+            last_meta, ended, epochs = r, False, 0
+        elif kind == "event" and r.get("event") == "end":
+            ended = True
+        elif kind == "epoch":
+            epochs += 1
+    if last_meta is None or ended:
+        return None
+    return last_meta.get("fit"), epochs
+
+
 def _weights_kept(events):
     """The `restored_best` event of the last fit (its weights are the model's), or None."""
     ended = False
@@ -220,6 +237,16 @@ def section_summary(d: RunData) -> str:
     html_cards = "".join(f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div></div>'
                          for k, v in cards)
     out = f'<div class="cards">{html_cards}</div>'
+    unfinished = _unfinished_fit(log.records)
+    if unfinished is not None:
+        fit, done = unfinished
+        note = (f"The last fit (fit {fmt(fit)}) did not finish: it has no end record after {done} epoch(s) "
+                "(interrupted by an exception, Ctrl-C or a killed process, or still running); best.json and "
+                "the live findings are those of its last finished epoch.")
+        if os.path.exists(os.path.join(d.run_dir, "backup", "state.json")):
+            note += (" A crash backup is there (backup/): fitting again with the same callbacks, or with "
+                     "kerasrecipe.default(run_dir=...) in a new process, resumes after the last finished epoch.")
+        out += f'<p class="broken">{esc(note)}</p>'
     if d.problems:
         out += '<p class="broken">' + "<br>".join(esc(p) for p in d.problems) + "</p>"
     return out
