@@ -114,6 +114,31 @@ def test_batch_losses_recovered_from_running_mean_with_partial_last_batch(tmp_pa
     assert logger.runlog.meta["num_samples"] == 100 and logger.runlog.meta["task"] == "regression"
 
 
+def test_batch_losses_from_a_dataset_leave_the_unknown_last_batch_out(tmp_path):
+    """A PyDataset does not tell its sample count: every batch but the epoch's last (size unknown,
+    here 4 of 32) is recovered exactly; the last gets loss None instead of a wrong value."""
+    keras.utils.set_random_seed(0)
+    x = np.random.RandomState(0).rand(100, 3).astype("float32")
+    y = x.sum(1, keepdims=True)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]
+
+    model = keras.Sequential([keras.Input((3,)), L.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.0), "mse")  # fixed weights: each batch's own loss is known
+    truth = [float(np.mean((keras.ops.convert_to_numpy(model(x[i * 32:(i + 1) * 32])) - y[i * 32:(i + 1) * 32]) ** 2))
+             for i in range(4)]
+    logger = RunLogger(run_dir=str(tmp_path / "run"))
+    model.fit(Batches(), epochs=2, shuffle=False, callbacks=[logger], verbose=0)
+    got = [r["loss"] for r in logger.runlog.of("batch")]
+    assert len(got) == 8 and got[3] is None and got[7] is None
+    np.testing.assert_allclose(got[:3] + got[4:7], truth[:3] * 2, rtol=2e-3)
+
+
 def test_helpers():
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_accuracy") == "max"
     # the tuner's rule: suffixes, numbered duplicates, custom names as losses

@@ -11,7 +11,11 @@ Files it writes in the run directory (all atomic or append-only JSON lines):
 Per-batch losses: Keras hands callbacks the running mean of the loss over the epoch, weighted by
 batch size. The logger turns it back into each batch's own loss,
 `(mean_k * n_k - mean_{k-1} * n_{k-1}) / (n_k - n_{k-1})` with n the samples seen so far
-(the last, smaller batch is accounted for when the number of samples is known).
+(the last, smaller batch is accounted for when the number of samples is known: fit given arrays).
+With a dataset, generator or loader the batches are taken to be the same size, and the last batch of
+each epoch, whose size is unknown (often smaller), gets `loss: null` rather than a wrong value (a
+PyDataset fit with `shuffle=True` serves its batches in shuffled order: the smaller one can then
+come anywhere, and the losses of it and the batch after it are approximate).
 
 Overhead: the logger is `async_safe`. Its `on_train_batch_end` only stores the running mean by
 batch index (Keras may call it on its callback thread, late and out of order); the `batch` records
@@ -301,10 +305,14 @@ class RunLogger(keras.callbacks.Callback):
         # per-batch losses and records, in batch order.
         self._means[int(batch)] = _scalar((logs or {}).get("loss"))
 
-    def _drain(self):
-        """Turn the running means stored so far (contiguous from the last one done) into records."""
+    def _drain(self, epoch_end: bool = False):
+        """Turn the running means stored so far (contiguous from the last one done) into records.
+        At the epoch's end (`epoch_end`) the highest batch index is the epoch's last batch."""
         ctx = self.context
         means = self._means
+        info = ctx.fit_info
+        sizes_known = bool(info.get("num_samples") and info.get("batch_size"))
+        last = max(means) if epoch_end and means and not sizes_known else None
         while self._drained in means:
             b = self._drained
             mean = means.pop(b)
@@ -315,7 +323,8 @@ class RunLogger(keras.callbacks.Callback):
             seen = self._seen(b + 1)
             prev_mean, prev_seen = self._prev_mean, self._prev_seen
             if seen > prev_seen and math.isfinite(mean) and math.isfinite(prev_mean):
-                loss = (mean * seen - prev_mean * prev_seen) / (seen - prev_seen)
+                # the epoch's last batch of unknown size: its weight in the mean is unknown
+                loss = None if b == last and b > 0 else (mean * seen - prev_mean * prev_seen) / (seen - prev_seen)
             else:
                 loss = mean
             self._prev_mean, self._prev_seen = mean, seen
@@ -336,7 +345,7 @@ class RunLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         ctx = self.context
-        self._drain()  # Keras has waited for every batch-end call of the epoch by now
+        self._drain(epoch_end=True)  # Keras has waited for every batch-end call of the epoch by now
         self._means = {}
         logs = dict(logs or {})
         if ctx.fit_info.get("has_validation") is None:
