@@ -139,6 +139,21 @@ def test_batch_losses_from_a_dataset_leave_the_unknown_last_batch_out(tmp_path):
     np.testing.assert_allclose(got[:3] + got[4:7], truth[:3] * 2, rtol=2e-3)
 
 
+def test_probe_interval_adapts_without_letting_a_slow_warm_up_probe_end_probing():
+    """Probes take <= overhead_budget of the training time, measured from their cost; while fewer
+    than three costs are known (the first probes may still compile), they stay at most an epoch
+    apart (a 5 s first probe at 10 ms steps once pushed the next one 25000 steps away)."""
+    from kerasrecipe.callbacks import HealthMonitor
+
+    mon = HealthMonitor(overhead_budget=0.02)
+    mon.context.fit_info["steps_per_epoch"] = 40
+    mon._step_time = 0.01
+    for costs, want in (([5.0], 40), ([5.0, 4.0], 40), ([5.0, 4.0, 0.02], 100), ([5.0, 0.002, 0.002], 10)):
+        mon._probe_costs = list(costs)
+        mon._schedule_next(1000)
+        assert mon._next_probe == 1000 + want, (costs, mon._next_probe)
+
+
 def test_helpers():
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_accuracy") == "max"
     # the tuner's rule: suffixes, numbered duplicates, custom names as losses

@@ -289,6 +289,11 @@ class HealthMonitor(keras.callbacks.Callback):
         if self._step_time and costs:
             cost = min(costs[-3:])
             base = max(base, int(math.ceil(cost / (self.overhead_budget * self._step_time))))
+            if len(self._probe_costs) < 3:
+                # the first probes may still compile (JAX/TF trace the probe functions; a retrace
+                # when shapes settle): at most an epoch apart until three costs are measured, so one
+                # slow warm-up probe does not push the next one past the end of training
+                base = min(base, max(int(spe), 1))
         self._next_probe = step + base
 
     # ------------------------------------------------------------------ the probe
