@@ -164,9 +164,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._print_pending()
         if self.enabled:
             from kerasrecipe.diagnose import diagnose_run, print_findings
-            from kerasrecipe.diagnose.finding import sort_findings
 
-            self.findings = sort_findings(diagnose_run(self.runlog, live=False))
+            self.findings = diagnose_run(self.runlog, live=False)  # ranked: causes before their symptoms
             self._record(self.findings)
             if ctx.run_dir is not None:
                 atomic_write_json(ctx.path("findings.json"), [f.to_dict() for f in self.findings])

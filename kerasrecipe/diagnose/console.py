@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from kerasrecipe.diagnose._view import ep
-from kerasrecipe.diagnose.finding import Finding, sort_findings
+from kerasrecipe.diagnose.finding import Finding
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def findings_table(findings: Iterable[Finding], title: str = "kerasrecipe diagnosis"):
-    """A `rich.table.Table` of the findings (most severe first)."""
+    """A `rich.table.Table` of the findings (most severe first); the text is escaped, so brackets
+    in a message (`x[i]`) print as written."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_lines=True, expand=False)
@@ -20,7 +22,8 @@ def findings_table(findings: Iterable[Finding], title: str = "kerasrecipe diagno
     table.add_column("symptom")
     table.add_column("fix")
     table.add_column("tips", no_wrap=True)
-    for f in sort_findings(list(findings)):
+    # most severe first; the given order otherwise (diagnose_run's: causes before their symptoms)
+    for f in sorted(findings, key=lambda f: -f.rank):
         where = []
         if f.layer:
             where.append(f"layer {f.layer}")
@@ -31,8 +34,8 @@ def findings_table(findings: Iterable[Finding], title: str = "kerasrecipe diagno
         fix = f.fixes[0] if f.fixes else ""
         if f.causes:
             fix = f"likely: {f.causes[0]}\n→ {fix}" if fix else f"likely: {f.causes[0]}"
-        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f.tag or f.rule, "\n".join(where) or "-",
-                      f.symptom, fix, " ".join(f.tips))
+        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", escape(f.tag or f.rule),
+                      escape("\n".join(where) or "-"), escape(f.symptom), escape(fix), escape(" ".join(f.tips)))
     return table
 
 

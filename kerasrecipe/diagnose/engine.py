@@ -141,4 +141,9 @@ def diagnose_run(log, *, live: bool = False, rules=None) -> List[Finding]:
     found: List[Finding] = []
     for name in names:
         found.extend(RULES[name](v))
+    if any(f.tag == "stuck_at_prior" and f.severity != "info" for f in found):
+        # one observation, one finding: a loss at the prior's value (nothing learned from the inputs,
+        # C10) is what "stuck" and "underfitting" would say with a worse fix (more capacity only
+        # memorises labels that carry no information)
+        found = [f for f in found if f.tag not in ("stuck", "underfitting")]
     return rank_findings(found)

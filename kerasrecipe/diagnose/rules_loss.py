@@ -181,7 +181,13 @@ def loss_domain(log) -> List[Finding]:
     eps, tr = v.epoch_values("loss")
     neg = [i for i, x in enumerate(tr) if finite(x) and x < -1e-6]
     if not neg:
-        pts = [b for b in v.batches if finite(num(b.get("loss"))) and num(b.get("loss")) < -1e-6]
+        # per-batch losses are rebuilt from Keras's float32 running means: mean_k * n_k - mean_{k-1} *
+        # n_{k-1} carries a rounding error of ~2^-23 x the loss x the batches so far, so a healthy
+        # near-zero loss can read -3e-6 late in a long epoch; only values beyond that noise count
+        scale = max([abs(x) for x in tr if finite(x)] or [1.0])
+        spe = num(v.meta.get("steps_per_epoch"), 100.0)
+        tol = max(1e-6, 2.0 ** -20 * max(spe, 1.0) * scale)
+        pts = [b for b in v.batches if finite(num(b.get("loss"))) and num(b.get("loss")) < -tol]
         if len(pts) < 2:
             return []
         epoch, value = pts[0].get("epoch"), num(pts[0].get("loss"))
