@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from kerasrecipe import schedules as _schedules  # noqa: F401 - registers the schedules for load_model
+from kerasrecipe.checks.introspect import all_layers
 from kerasrecipe.errors import ConfigError, InputTypeError
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -615,16 +616,10 @@ def unfreeze(backbone, *, keep_batchnorm_frozen: bool = True) -> None:
     (inference mode, moving statistics kept) unless `keep_batchnorm_frozen=False`."""
     backbone.trainable = True
     if keep_batchnorm_frozen:
-        for l in _all_layers(backbone):
+        for l in all_layers(backbone, include_self=True):
             if isinstance(l, keras.layers.BatchNormalization):
                 l.trainable = False
 
-
-def _all_layers(layer):
-    out = [layer]
-    for l in getattr(layer, "layers", []) or []:
-        out.extend(_all_layers(l))
-    return out
 
 
 def fine_tune(model, backbone, x, y=None, *, head_epochs: int, epochs: int, optimizer=None,
@@ -667,7 +662,7 @@ def fine_tune(model, backbone, x, y=None, *, head_epochs: int, epochs: int, opti
     recompile(_clone(template, 1.0))
     h1 = model.fit(x, y, epochs=head_epochs, callbacks=callbacks, **fit_kwargs)
     unfreeze(backbone)
-    back_ids = {id(l) for l in _all_layers(backbone)}
+    back_ids = {id(l) for l in all_layers(backbone, include_self=True)}
     back_layers = [l for l in _weighted_layers(model) if id(l) in back_ids]
     groups = {}
     for i, l in enumerate(back_layers):

@@ -55,6 +55,32 @@ def test_swa_recomputes_batchnorm_statistics():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[kr.callbacks.SWA(start_epoch=0)])
 
 
+def test_batchnorm_inside_a_custom_layer_is_found_by_swa_and_stays_frozen_on_unfreeze():
+    """A BatchNormalization a custom layer holds as an attribute (ConvBNReLU's) is every bit a
+    BatchNormalization: SWA recomputes its statistics, `unfreeze` keeps it frozen."""
+    from kerasrecipe.layers import ConvBNReLU
+    from kerasrecipe.optimizers import freeze, unfreeze
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(32, 6, 6, 1)) * 3 + 2).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    block = ConvBNReLU(3)
+    model = keras.Sequential([keras.Input((6, 6, 1)), block, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    swa = kr.callbacks.SWA(start_epoch=0, bn_data=x, bn_batch_size=16)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[swa])
+    bn = block.bn if hasattr(block, "bn") else next(l for l in block._layers if isinstance(l, keras.layers.BatchNormalization))
+    conv = next(l for l in block._layers if isinstance(l, keras.layers.Conv2D))
+    pre = [np.asarray(ops.convert_to_numpy(conv(x[i:i + 16]))).reshape(-1, 3) for i in (0, 16)]
+    np.testing.assert_allclose(ops.convert_to_numpy(bn.moving_mean), np.mean([p.mean(0) for p in pre], 0),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(bn.moving_variance), np.mean([p.var(0) for p in pre], 0),
+                               rtol=1e-3, atol=1e-4)
+    freeze(model)
+    unfreeze(model)
+    assert block.trainable and conv.trainable and not bn.trainable
+
+
 def test_snapshots_at_cycle_ends(tmp_path):
     x, y = _data()
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])

@@ -8,6 +8,7 @@ import warnings
 import keras
 import numpy as np
 
+from kerasrecipe.checks.introspect import all_layers
 from kerasrecipe.errors import ConfigError
 
 
@@ -77,7 +78,7 @@ class SWA(keras.callbacks.Callback):
             return
         for v, m in zip(self.model.trainable_variables, self._mean):
             v.assign(m.astype(keras.backend.standardize_dtype(v.dtype)))
-        bns = [l for l in _all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
+        bns = [l for l in all_layers(self.model, include_self=True) if isinstance(l, keras.layers.BatchNormalization)]
         if bns:
             if self.bn_data is None:
                 warnings.warn("SWA: the model has BatchNormalization but no bn_data was given: its statistics belong "
@@ -87,12 +88,6 @@ class SWA(keras.callbacks.Callback):
         if self.verbose:
             print(f"SWA: averaged {self.n_averaged} epochs {self.averaged_epochs}")
 
-
-def _all_layers(layer):
-    out = [layer]
-    for l in getattr(layer, "layers", None) or []:
-        out.extend(_all_layers(l))
-    return out
 
 
 def _batches(data, batch_size):
@@ -108,7 +103,7 @@ def _batches(data, batch_size):
 def update_batchnorm(model, data, batch_size=32) -> int:
     """Recompute every BatchNormalization layer's moving mean/variance as the average of the batch
     statistics over `data` (inputs only), with the current weights. Returns the batches used."""
-    bns = [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [l for l in all_layers(model, include_self=True) if isinstance(l, keras.layers.BatchNormalization)]
     if not bns:
         return 0
     saved = [(l, l.momentum, l.trainable) for l in bns]

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from kerasrecipe.checks import introspect
+from kerasrecipe.checks.introspect import all_layers  # noqa: F401 - checks.model/training import it from here
 from kerasrecipe.checks.sample import Sample, leaves, take, tree_map
 
 
@@ -162,20 +163,9 @@ class Context:
         return introspect.infer_task(self.loss, self.single_output_y, self.units, self.activation)
 
     def has_layer(self, *class_names) -> bool:
-        return any(type(layer).__name__ in class_names for layer in _all_layers(self.model))
+        return any(type(layer).__name__ in class_names for layer in all_layers(self.model))
 
 
-def _all_layers(model):
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers") and layer is not model:
-            out.extend(_all_layers(layer))
-    return out
-
-
-def all_layers(model):
-    return _all_layers(model)
 
 
 def predict(model, x, batch_size: int = 256):

@@ -367,12 +367,25 @@ def id_layer_name(layer) -> Optional[str]:
     return name if (name.endswith("Embedding") or name in ID_LAYERS) else None
 
 
-def _all_layers(model):
-    out = []
-    for layer in getattr(model, "layers", None) or []:
-        out.append(layer)
-        if layer is not model and getattr(layer, "layers", None):
-            out.extend(_all_layers(layer))
+def all_layers(layer, *, include_self: bool = False) -> list:
+    """Every layer inside `layer`, depth first in order, each once: a model's `.layers` and,
+    recursively, theirs, including the sublayers a custom layer holds as attributes (Keras tracks
+    them in `_layers`: the BatchNormalization inside a ConvBNReLU). The one enumeration the
+    toolkit uses (checks, freezing, SWA)."""
+    out, seen = ([layer], {id(layer)}) if include_self else ([], {id(layer)})
+
+    def visit(parent):
+        subs = getattr(parent, "layers", None)
+        if subs is None:
+            subs = getattr(parent, "_layers", None) or []
+        for sub in subs:
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            out.append(sub)
+            visit(sub)
+
+    visit(layer)
     return out
 
 
@@ -391,7 +404,7 @@ def id_consumers(model, n_inputs: int) -> list:
 
     A functional model is followed from each input through its graph; a model whose graph cannot be
     followed (subclassed) or with one input counts every input as reaching the id layers it has."""
-    everything = _first_id_layer(_all_layers(model))
+    everything = _first_id_layer(all_layers(model))
     if everything is None:
         return [None] * n_inputs
     if n_inputs == 1:
@@ -411,6 +424,6 @@ def id_consumers(model, n_inputs: int) -> list:
                 if not any(id(t) in reached for t in node.input_tensors):
                     continue
                 reached.update(id(t) for t in node.output_tensors)
-                found = found or id_layer_name(op) or _first_id_layer(_all_layers(op))
+                found = found or id_layer_name(op) or _first_id_layer(all_layers(op))
         out.append(found)
     return out
