@@ -400,7 +400,7 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
             needs), or x a dataset / generator / PyDataset yielding (x, y) batches (y=None then).
         start_lr, end_lr: the range of the sweep (D2: from 1e-7).
         num_steps: steps of the sweep; None -> as many as a factor of `step_factor` per step needs
-            (1.05: 379 steps from 1e-7 to 10). At least 20.
+            (1.05: 379 steps from 1e-7 to 10), and at least 20. Given: an integer >= 20.
         batch_size: for arrays; None -> 32 (the recipe's default batch size).
         beta: smoothing of the loss (debiased EMA).
         diverge_factor: stop when the smoothed loss exceeds this multiple of its best (losses that
@@ -428,8 +428,10 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
             "lr_find needs a compiled model: call model.compile(optimizer=..., loss=...) first "
             "(the optimizer you will train with: its state is restored after the sweep)."
         )
+    import numbers
+
     for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
             raise ConfigError(f"lr_find: {name}={v!r} is invalid: expected a finite number > 0")
     if end_lr <= start_lr:
         raise ConfigError(f"lr_find: end_lr={end_lr!r} must be larger than start_lr={start_lr!r}")
@@ -440,14 +442,17 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
     if num_steps is None:
         if not step_factor > 1:
             raise ConfigError(f"lr_find: step_factor={step_factor!r} must be > 1 (D2: 1.05)")
-        num_steps = int(math.ceil(math.log(end_lr / start_lr) / math.log(step_factor))) + 1
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 20:
+        # a factor of step_factor per step, but never fewer than the 20 steps a sweep needs
+        num_steps = max(20, int(math.ceil(math.log(end_lr / start_lr) / math.log(step_factor))) + 1)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 20:
         raise ConfigError(f"lr_find: num_steps={num_steps!r} is too few: the sweep needs at least 20 steps "
                           "(a few hundred is typical; D2) to see where the loss falls fastest")
+    num_steps = int(num_steps)
     if batch_size is None:
         batch_size = RecipeConfig.batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
         raise ConfigError(f"lr_find: batch_size={batch_size!r} must be an integer > 0")
+    batch_size = int(batch_size)
     q = (end_lr / start_lr) ** (1.0 / (num_steps - 1))
     batches = _Batches(_as_arrays(x), _as_arrays(y), batch_size, shuffle, seed, num_steps)
 

@@ -14,6 +14,7 @@ are used, not rewritten (`from_config` builds them).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Union
 
 import keras
@@ -26,18 +27,29 @@ _register = keras.saving.register_keras_serializable(package="kerasrecipe")
 
 
 # ---------------------------------------------------------------------------- helpers
+def _is_real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
 def _check_lr(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
-        value < 0 if allow_zero else value <= 0
-    ):
+    if not _is_real(value) or (value < 0 if allow_zero else value <= 0):
         raise ConfigError(f"{name}={value!r} is invalid: expected a finite number {'>= 0' if allow_zero else '> 0'}.")
     return float(value)
 
 
 def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+    if not _is_real(value) or int(value) != value or value < minimum:
         raise ConfigError(f"{name}={value!r} is invalid: expected an integer >= {minimum}.")
     return int(value)
+
+
+def _check_in(what, value, lo, hi, *, lo_open=False, hi_open=False) -> float:
+    """A finite number in the interval (ConfigError naming `what` otherwise)."""
+    ok = _is_real(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{what}={value!r} is invalid: expected a number in {interval}")
+    return float(value)
 
 
 def _as_schedule_or_float(name, value):
@@ -141,9 +153,7 @@ class Warmup(LearningRateSchedule):
     def __init__(self, schedule, warmup_steps, start_factor=0.0):
         self.schedule = _as_schedule_or_float("schedule", schedule)
         self.warmup_steps = _check_int("warmup_steps", warmup_steps)
-        if not (0 <= start_factor < 1):
-            raise ConfigError(f"Warmup start_factor={start_factor!r} is invalid: expected a number in [0, 1)")
-        self.start_factor = float(start_factor)
+        self.start_factor = _check_in("Warmup start_factor", start_factor, 0, 1, hi_open=True)
 
     def __call__(self, step):
         frac = ops.minimum(_step(step) / float(self.warmup_steps), 1.0)
@@ -193,9 +203,7 @@ class CyclicLR(LearningRateSchedule):
         if mode not in CYCLIC_MODES:
             raise ConfigError(f"CyclicLR mode={mode!r} is invalid: expected one of {CYCLIC_MODES}")
         self.mode = mode
-        if not (0 < gamma <= 1):
-            raise ConfigError(f"CyclicLR gamma={gamma!r} is invalid: expected a number in (0, 1]")
-        self.gamma = float(gamma)
+        self.gamma = _check_in("CyclicLR gamma", gamma, 0, 1, lo_open=True)
 
     def __call__(self, step):
         s = _step(step)
@@ -244,12 +252,10 @@ class OneCycle(LearningRateSchedule):
                  base_momentum=0.85, max_momentum=0.95):
         self.max_lr = _check_lr("max_lr", max_lr)
         self.total_steps = _check_int("total_steps", total_steps, minimum=2)
-        if not (0 < pct_start < 1):
-            raise ConfigError(f"OneCycle pct_start={pct_start!r} is invalid: expected a number in (0, 1)")
-        self.pct_start = float(pct_start)
+        self.pct_start = _check_in("OneCycle pct_start", pct_start, 0, 1, lo_open=True, hi_open=True)
         self.div_factor = _check_lr("div_factor", div_factor)
         self.final_div_factor = _check_lr("final_div_factor", final_div_factor)
-        if not (0 <= base_momentum <= max_momentum < 1):
+        if not (_is_real(base_momentum) and _is_real(max_momentum) and 0 <= base_momentum <= max_momentum < 1):
             raise ConfigError(f"OneCycle momentum bounds ({base_momentum!r}, {max_momentum!r}) are invalid: "
                               "expected 0 <= base_momentum <= max_momentum < 1")
         self.base_momentum, self.max_momentum = float(base_momentum), float(max_momentum)

@@ -143,3 +143,25 @@ def test_onecycle_momentum_callback(backend):
         assert m == pytest.approx(sched.momentum(s))
     assert model.optimizer.beta_1 == pytest.approx(cb.history[-1][1])
     assert cb.history[0][1] == pytest.approx(0.95)
+
+
+def test_arguments_of_the_wrong_type_are_config_errors_and_numpy_integers_are_numbers(tmp_path):
+    """Wrong types get the same clear ConfigError as wrong values (were raw TypeErrors); NumPy
+    integers count as integers; OneCycleMomentum refuses an SGD without momentum buffers before
+    the first step (was an IndexError inside Keras on JAX/torch)."""
+    for make in (lambda: S.Warmup(1e-3, 10, start_factor="a"), lambda: S.OneCycle(1e-3, 100, pct_start=None),
+                 lambda: S.CyclicLR(1e-4, 1e-3, 10, gamma="x"), lambda: S.OneCycle(1e-3, 100, base_momentum=None),
+                 lambda: kr.callbacks.SnapshotSaver(str(tmp_path), cycle_epochs="10"),
+                 lambda: kr.callbacks.SWA(bn_batch_size=0)):
+        with pytest.raises(ConfigError):
+            make()
+    assert kr.callbacks.SWA(start_epoch=np.int64(3), bn_batch_size=np.int64(8)).start_epoch == 3
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x, y = np.ones((40, 3), "float32"), np.ones((40, 1), "float32")
+    with pytest.raises(ConfigError, match="momentum=0"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kr.callbacks.OneCycleMomentum(S.OneCycle(0.05, 10))])
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    found = kr.lr_find(model, x, y, start_lr=1e-3, end_lr=1.5e-3, batch_size=np.int64(4), verbose=0)
+    assert len(found.lrs) >= 2  # the computed step count is raised to the 20 a sweep needs
+    kr.lr_find(model, x, y, num_steps=np.int64(20), batch_size=4, verbose=0)

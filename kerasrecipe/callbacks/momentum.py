@@ -59,6 +59,13 @@ class OneCycleMomentum(keras.callbacks.Callback):
         out = [(o, _momentum_attr(o)) for o in subs]
         if not any(a for _, a in out):
             raise ConfigError(f"OneCycleMomentum: optimizer {opt.name!r} has neither momentum nor beta_1")
+        for o, attr in out:
+            # Keras's SGD built with momentum=0 keeps no velocity: setting momentum later would
+            # index buffers that do not exist (IndexError on JAX/torch, silently ignored on TF)
+            if attr == "momentum" and not getattr(o, "momentum", 0):
+                raise ConfigError(f"OneCycleMomentum: optimizer {o.name!r} was built with momentum=0, so it keeps "
+                                  "no momentum buffers to schedule; construct it with momentum > 0, e.g. "
+                                  "keras.optimizers.SGD(lr, momentum=0.9)")
         return out
 
     def _set(self):
@@ -70,6 +77,7 @@ class OneCycleMomentum(keras.callbacks.Callback):
         self.history.append((step, m))
 
     def on_train_begin(self, logs=None):
+        self._optimizers()  # a momentum-less optimizer is refused before the first step
         mode = self.update
         if mode == "auto":
             eager = bool(getattr(self.model, "run_eagerly", False)) or (

@@ -1,6 +1,8 @@
 """Snapshot saving at the end of each warm-restart cycle (tip I2: snapshot ensembles)."""
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import tempfile
 
@@ -36,9 +38,13 @@ class SnapshotSaver(keras.callbacks.Callback):
 
     def __init__(self, directory, cycle_epochs=10, mult=2.0, at_epochs=None):
         super().__init__()
+        def real(v):
+            return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+
         if at_epochs is None:
-            if not cycle_epochs or cycle_epochs <= 0 or not mult or mult < 1:
-                raise ConfigError(f"SnapshotSaver cycle_epochs={cycle_epochs!r} must be > 0 and mult={mult!r} >= 1")
+            if not (real(cycle_epochs) and cycle_epochs > 0 and real(mult) and mult >= 1):
+                raise ConfigError(f"SnapshotSaver cycle_epochs={cycle_epochs!r} must be a number > 0 and "
+                                  f"mult={mult!r} a number >= 1")
         else:
             at_epochs = sorted({int(e) for e in at_epochs})
             if not at_epochs or at_epochs[0] < 0:
