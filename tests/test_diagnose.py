@@ -493,6 +493,35 @@ def test_loss_at_the_prior_is_one_finding_and_findings_keep_causes_first(tmp_pat
     assert out.index("vanishing_gradients") < out.index("stuck_at_prior") and "z[i] and w[b]" in out
 
 
+def test_output_activation_against_from_logits_is_checked_from_the_run_log():
+    """A softmax output with a from_logits=True loss (squashed twice: the loss stalls) is named as
+    the cause, ahead of the underfitting it produces; a linear output with a probability loss too;
+    the healthy pairs are silent."""
+    stalled = [2.30, 1.90, 1.70, 1.62, 1.58, 1.56, 1.55, 1.55, 1.54, 1.54]
+    fs = diagnose_run(make_log(stalled, [x + 0.02 for x in stalled], meta_extra={"from_logits": True}))
+    assert fs[0].tag == "wrong_loss" and fs[0].rule == "output_vs_loss" and "applied twice" in fs[0].symptom
+    lin = diagnose_run(make_log(stalled, None, acts=("relu", "linear"), meta_extra={"from_logits": False}))
+    assert "wrong_loss" in tags(lin)
+    tr, va = healthy_curves()
+    assert "wrong_loss" not in tags(diagnose_run(make_log(tr, va, acts=("relu", "linear"),
+                                                          meta_extra={"from_logits": True})))
+    assert "wrong_loss" not in tags(diagnose_run(make_log(tr, va)))
+
+
+def test_gradients_exactly_zero_from_the_start_are_named_not_blamed_on_the_learning_rate():
+    """A sigmoid output saturated to exactly 1 by unnormalised inputs: every gradient is 0, the loss
+    never moves. That is zero_gradients (normalise the inputs), not "a divergent step, lower the LR";
+    a perfect fit (loss 0) with zero gradients is no finding."""
+    flat = [8.05] * 6
+    fs = diagnose_run(make_log(flat, None, loss="binary_crossentropy", acts=("relu", "sigmoid"), num_classes=1,
+                               meta_extra={"class_counts": [50, 50]}, grad_fn=lambda e, s, rng: 0.0,
+                               layer_fn=lambda e, p, i, a: {"grad_norm": 0.0, "update_ratio": 0.0}))
+    assert fs[0].rule == "zero_gradients" and fs[0].severity == "error" and "normalise the inputs" in fs[0].fixes[0]
+    assert "lr_too_high" not in tags(fs)
+    perfect = diagnose_run(make_log([0.5, 0.0, 0.0, 0.0], None, grad_fn=lambda e, s, rng: 0.0))
+    assert "zero_gradients" not in [f.rule for f in perfect]
+
+
 def test_float32_rounding_of_near_zero_batch_losses_is_not_a_negative_cross_entropy():
     """Batch losses rebuilt from Keras's float32 running means of a near-zero loss read a few
     -1e-6 late in an epoch (seen on digits, SGD, batch 8): no label_mismatch; a clearly negative
@@ -502,6 +531,23 @@ def test_float32_rounding_of_near_zero_batch_losses_is_not_a_negative_cross_entr
     assert "label_mismatch" not in tags(noisy)
     bad = diagnose_run(make_log(tr, None, batch_fn=lambda e, b, lvl, rng: -0.2 if e >= 2 and b % 3 == 0 else lvl))
     assert "label_mismatch" in tags(bad)
+
+
+def test_sigmoid_saturated_at_both_limits_is_counted_from_the_histogram():
+    """A sigmoid layer with 45% of outputs near 0 and 45% near 1 (mean ~0.5: Markov's bound sees
+    nothing, |a| >= 0.99 sees 45%) is 90% saturated: counted from the probe's log2 histogram."""
+    from kerasrecipe.kernels._hist import N_LOG_BINS, N_MAG
+
+    hist = [0] * N_LOG_BINS
+    hist[N_MAG + 1 + 10] = 450       # |a| in [2^-10, 2^-9): near 0
+    hist[N_MAG + 1 + 19] = 100       # [2^-1, 1): the middle
+    hist[N_MAG + 1 + 19] += 450      # and the 45% at >= 0.99 are in the same power of two
+    tr, va = healthy_curves(n=5)
+    fs = diagnose_run(make_log(tr, va, acts=("sigmoid", "sigmoid", "softmax"), layer_fn=lambda e, p, i, a: (
+        {"act": {"mean": 0.5, "sat_frac": 0.45, "hist": hist}} if i == 0 else None)))
+    sat = [f for f in fs if f.tag == "saturation"]
+    assert sat and sat[0].severity == "error" and "near 0 or 1" in sat[0].symptom
+    assert sat[0].evidence["layers"]["d0"]["sat_frac"] == pytest.approx(0.9)
 
 
 def test_sigmoid_saturated_at_zero_is_seen_through_its_mean():

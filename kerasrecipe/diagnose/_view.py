@@ -164,6 +164,18 @@ def direction(y: Sequence[float], rel_tol: float = 0.05) -> Tuple[str, float]:
     return ("up" if change > 0 else "down"), rel
 
 
+def zero_gradient_probes(v) -> int:
+    """How many gradient records there are when every one reads a global norm of exactly 0 (and
+    the training loss is not 0: a perfect fit has zero gradients too); 0 otherwise. No weight can
+    change: a saturated output, dead units, or a loss that does not depend on the weights."""
+    norms = [num(g.get("global_norm")) for g in v.grads if g.get("global_norm") is not None]
+    if len(norms) < 2 or any(n != 0.0 for n in norms):
+        return 0
+    _, tr = v.epoch_values("loss")
+    fin = [x for x in tr if finite(x)]
+    return len(norms) if fin and abs(fin[-1]) > 1e-6 else 0
+
+
 def ep(epoch) -> str:
     """An epoch for symptoms, numbered as Keras's progress bar does ("Epoch 3/10" is index 2)."""
     try:

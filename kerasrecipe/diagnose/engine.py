@@ -8,10 +8,11 @@ from kerasrecipe.diagnose._view import LogView, view
 from kerasrecipe.diagnose.finding import Finding, sort_findings
 from kerasrecipe.diagnose.rules_curves import curves
 from kerasrecipe.diagnose.rules_internals import (
-    dead_relu, exploding_gradients, nan_inf, saturation, update_ratio, vanishing_gradients,
+    dead_relu, exploding_gradients, nan_inf, saturation, update_ratio, vanishing_gradients, zero_gradients,
 )
 from kerasrecipe.diagnose.rules_loss import (
-    above_prior, loss_domain, lr_decayed_too_early, oscillating_loss, slow_convergence, stuck_at_prior,
+    above_prior, loss_domain, lr_decayed_too_early, oscillating_loss, output_vs_loss, slow_convergence,
+    stuck_at_prior,
 )
 from kerasrecipe.errors import InputTypeError
 
@@ -21,8 +22,10 @@ from kerasrecipe.errors import InputTypeError
 RULES: Dict[str, Callable[..., List[Finding]]] = {
     "nan_inf": nan_inf,
     "loss_domain": loss_domain,
+    "output_vs_loss": output_vs_loss,
     "dead_relu": dead_relu,
     "saturation": saturation,
+    "zero_gradients": zero_gradients,
     "vanishing_gradients": vanishing_gradients,
     "exploding_gradients": exploding_gradients,
     "stuck_at_prior": stuck_at_prior,
@@ -36,7 +39,8 @@ RULES: Dict[str, Callable[..., List[Finding]]] = {
 
 # Rules that mean something mid-run: they read the state so far (probes, recent losses), not the
 # shape of the finished curves; each is linear in the log. `diagnose_run(live=True)` runs these.
-LIVE_RULES = ("nan_inf", "loss_domain", "dead_relu", "saturation", "vanishing_gradients", "exploding_gradients",
+LIVE_RULES = ("nan_inf", "loss_domain", "output_vs_loss", "dead_relu", "saturation", "zero_gradients",
+              "vanishing_gradients", "exploding_gradients",
               "stuck_at_prior", "above_prior", "lr_decayed_too_early", "oscillating_loss", "update_ratio")
 
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from kerasrecipe.diagnose._view import ep, finite, fmt, is_relu, is_saturating, num, view
+from kerasrecipe.diagnose._view import ep, finite, fmt, is_relu, is_saturating, num, view, zero_gradient_probes
 from kerasrecipe.diagnose.finding import Finding
 
 # --------------------------------------------------------------------------- NaN / Inf
@@ -148,6 +148,22 @@ def nan_inf(log) -> List[Finding]:
 
 # --------------------------------------------------------------------------- helpers
 
+def _below_fraction(act: dict, exp: int) -> Optional[float]:
+    """Share of finite outputs with |a| < 2**exp, from a probe's log2 histogram (the kernels'
+    layout, kerasrecipe/kernels/_hist.py: the middle bin |a| < 2**LOG2_EMIN, then one bin per
+    power of two on each side); None without a histogram of that layout."""
+    from kerasrecipe.kernels._hist import LOG2_EMIN, N_LOG_BINS, N_MAG
+
+    hist = act.get("hist")
+    if not isinstance(hist, (list, tuple)) or len(hist) != N_LOG_BINS:
+        return None
+    total = float(sum(hist))
+    if total <= 0:
+        return None
+    k = exp - LOG2_EMIN  # magnitude bins [2**(EMIN + m), 2**(EMIN + m + 1)) with m < k lie below 2**exp
+    return float(sum(hist[N_MAG - k:N_MAG + k + 1])) / total
+
+
 def _current_streak(flags: List[bool]) -> int:
     """Length of the run of True at the end of `flags`."""
     n = 0
@@ -267,11 +283,12 @@ def saturation(log) -> List[Finding]:
         s = act.get("sat_frac")
         s = num(s) if s is not None and finite(num(s)) else None
         if str(r.get("activation") or "").lower() in ("sigmoid", "hard_sigmoid") and finite(num(act.get("mean"))):
-            # |a| >= 0.99 only sees a sigmoid's upper limit; its lower one (a ~ 0) follows from the
-            # mean by Markov's inequality: P(a >= 0.01) <= mean / 0.01, so at least
-            # 1 - 100 * mean of the outputs are below 0.01.
-            low = 1.0 - num(act.get("mean")) / 0.01
-            s = max(s or 0.0, low)
+            # |a| >= 0.99 only sees a sigmoid's upper limit. Its lower one (a ~ 0): the outputs below
+            # 2^-7 = 0.0078 counted by the probe's log2 histogram, added to the upper count (units
+            # split between both limits); without a histogram, Markov's inequality on the mean
+            # (P(a >= 0.01) <= mean / 0.01: at least 1 - 100 * mean are below 0.01).
+            low = _below_fraction(act, -7)
+            s = (s or 0.0) + low if low is not None else max(s or 0.0, 1.0 - num(act.get("mean")) / 0.01)
         return s
 
     series = _layer_series(v, pick, keep=lambda r: is_saturating(r) and r.get("layer") != out_name)
@@ -289,7 +306,8 @@ def saturation(log) -> List[Finding]:
     _, layer, first, last = hits[0]
     act_name = last[4].get("activation") or last[4].get("class")
     sev = "error" if all(h[3][3] >= 0.9 for h in hits[:1]) else "warning"
-    symptom = (f"{act_name} layer '{layer}': {fmt(100 * last[3])}% of outputs saturated (|a| near 1) on the probe"
+    limits = "near 0 or 1" if "sigmoid" in str(act_name).lower() else "|a| near 1"
+    symptom = (f"{act_name} layer '{layer}': {fmt(100 * last[3])}% of outputs saturated ({limits}) on the probe"
                f" batch, since epoch {ep(first[1])}, step {first[0]}")
     if len(hits) > 1:
         symptom += f"; {len(hits) - 1} more layer(s) likewise: " + ", ".join(h[1] for h in hits[1:4])
@@ -347,6 +365,33 @@ def _depth_ratios(v):
             continue
         out.append((step, epoch, e / l_, early[0][1], late[-1][1], e, l_, len(rg)))
     return out
+
+
+def zero_gradients(log) -> List[Finding]:
+    """Gradients exactly zero at every probe (G3, B3): no weight can change, whatever the learning
+    rate. A sigmoid/softmax output saturated to exactly 0 or 1 in float32 passes no gradient
+    (unnormalised inputs push it there at the first step); so do a network of dead units or a loss
+    that does not depend on the trainable weights. The gradient rules that compare layers (vanishing,
+    exploding, update ratios) cannot see this: there is nothing to compare.
+    """
+    v = view(log)
+    n = zero_gradient_probes(v)
+    if not n:
+        return []
+    first = v.grads[0]
+    return [Finding(
+        rule="zero_gradients", severity="error",
+        symptom=(f"the global gradient norm is exactly 0 at all {n} probes (from step {first.get('step')}): "
+                 "no weight can change, whatever the learning rate"),
+        evidence={"probes": n, "first_step": first.get("step")},
+        causes=["saturated outputs: a sigmoid/softmax at exactly 0 or 1 (float32) passes no gradient, "
+                "typically pushed there by unnormalised inputs",
+                "every unit dead, or a loss that does not depend on the trainable weights (frozen layers, "
+                "stop_gradient, a non-differentiable operation)"],
+        fixes=["normalise the inputs (B3) and compare the initial loss with the prior (preflight, C1); "
+               "check model.trainable_weights"],
+        tips=["G3", "B3", "C1"], tag="vanishing_gradients", epoch=first.get("epoch"), step=first.get("step"),
+    )]
 
 
 def vanishing_gradients(log) -> List[Finding]:

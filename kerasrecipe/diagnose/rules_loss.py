@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from kerasrecipe.diagnose._view import ep, finite, fmt, num, view
+from kerasrecipe.diagnose._view import ep, finite, fmt, num, view, zero_gradient_probes
 from kerasrecipe.diagnose.finding import Finding
 
 
@@ -138,7 +138,7 @@ def above_prior(log) -> List[Finding]:
     """
     v = view(log)
     h, how = prior_loss(v)
-    if h is None or h <= 0:
+    if h is None or h <= 0 or zero_gradient_probes(v):  # (no step could move it: zero_gradients says why)
         return []
     eps, tr = v.epoch_values("loss")
     streak = 0
@@ -211,6 +211,44 @@ def loss_domain(log) -> List[Finding]:
         fixes=["map labels to 0/1 (binary) or 0..C-1 (sparse categorical); check y right before fit (C8)"],
         tips=["C8", "J3", "C10"], tag="label_mismatch", epoch=epoch,
     )]
+
+
+def output_vs_loss(log) -> List[Finding]:
+    """The output layer's activation against the cross-entropy's `from_logits` (C1, C8), read from
+    the run's meta record (what preflight's output check says, for runs without a preflight).
+
+    A softmax/sigmoid output with `from_logits=True` squashes twice: the loss sees probabilities as
+    logits, its gradients shrink and it cannot fall below a floor (training stalls, which the curves
+    then call underfitting). A linear output with `from_logits=False` feeds raw scores to log():
+    values outside (0, 1) are clipped, and the gradients vanish wherever they are.
+    """
+    v = view(log)
+    if "crossentropy" not in v.loss_name():
+        return []
+    layers = (v.meta.get("model") or {}).get("layers") or []
+    if not layers:
+        return []
+    out = layers[-1]
+    act = str(out.get("activation") or "").lower()
+    from_logits = v.meta.get("from_logits")
+    loss = v.meta.get("loss")
+    if from_logits is True and act in ("softmax", "sigmoid"):
+        symptom = (f"the output layer {out.get('name')!r} applies {act} and the loss {loss} has from_logits=True: "
+                   f"the {act} is applied twice (probabilities read as logits)")
+        causes = ["from_logits=True with an output that is already a probability: gradients shrink and the loss "
+                  "stalls above what the model could reach"]
+        fixes = [f"drop the output's {act} (a linear output) and keep from_logits=True, or set from_logits=False"]
+    elif from_logits is False and act == "linear":
+        symptom = (f"the output layer {out.get('name')!r} is linear (logits) but the loss {loss} expects "
+                   "probabilities (from_logits=False): scores outside (0, 1) are clipped before the log")
+        causes = ["a linear output with a probability loss: the clipped scores give no gradient"]
+        fixes = [f"use {loss}(from_logits=True), or put a {'sigmoid' if 'binary' in v.loss_name() else 'softmax'} "
+                 "on the output"]
+    else:
+        return []
+    return [Finding(rule="output_vs_loss", severity="error", symptom=symptom,
+                    evidence={"activation": act, "from_logits": from_logits, "loss": loss},
+                    causes=causes, fixes=fixes, tips=["C1", "C8"], tag="wrong_loss", layer=out.get("name"))]
 
 
 # --------------------------------------------------------------------------- oscillation
