@@ -185,37 +185,48 @@ __device__ __forceinline__ void visit(Acc<double>& a, double v, const StatsHeade
     }
 }
 
-// One tile [b, e) of one tensor: 16-byte vector loads (four in flight per thread) when the tile
-// starts 16-byte aligned, scalar loads for the rest.
-template <class T, class M>
-__device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, const StatsHeader& h, unsigned satbits,
-                           const HistOut& ho) {
+// Walks one tile [b, e) of one tensor: when the tile starts 16-byte aligned, `group(p)` for each
+// four 16-byte vectors loaded together (four loads in flight per thread), `one(v)` for the vectors
+// left over and every value of an unaligned tile. The one loop both statistics paths share.
+template <class T, class Group, class One>
+__device__ __forceinline__ void for_tile(const T* x, long long b, long long e, Group&& group, One&& one) {
     constexpr int V = 16 / sizeof(T);
     long long i = b;
     if ((reinterpret_cast<uintptr_t>(x + b) & 15u) == 0) {
         const uint4* xv = reinterpret_cast<const uint4*>(x + b);
         const long long nv = (e - b) / V;
         long long j = threadIdx.x;
-        for (; j + 3 * THREADS < nv; j += 4 * THREADS) {  // four 16-byte loads in flight
+        for (; j + 3 * THREADS < nv; j += 4 * THREADS) {
             uint4 p[4];
 #pragma unroll
             for (int r = 0; r < 4; ++r) p[r] = __ldcs(xv + j + r * THREADS);
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-                for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
-            }
+            group(p);
         }
         for (; j < nv; j += THREADS) {
             const uint4 p = __ldcs(xv + j);
             const T* pt = reinterpret_cast<const T*>(&p);
 #pragma unroll
-            for (int k = 0; k < V; ++k) visit(a, pt[k], h, satbits, ho);
+            for (int k = 0; k < V; ++k) one(pt[k]);
         }
         i = b + nv * V;
     }
-    for (i += threadIdx.x; i < e; i += THREADS) visit(a, x[i], h, satbits, ho);
+    for (i += threadIdx.x; i < e; i += THREADS) one(x[i]);
+}
+
+// The general path's tile: every value visited alike.
+template <class T, class M>
+__device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, const StatsHeader& h, unsigned satbits,
+                           const HistOut& ho) {
+    constexpr int V = 16 / sizeof(T);
+    auto one = [&](T raw) { visit(a, raw, h, satbits, ho); };
+    for_tile(x, b, e, [&](const uint4 (&p)[4]) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const T* pt = reinterpret_cast<const T*>(&p[r]);
+#pragma unroll
+            for (int k = 0; k < V; ++k) one(pt[k]);
+        }
+    }, one);
 }
 
 template <class M>
@@ -287,49 +298,33 @@ __device__ __forceinline__ void packed_checked(Acc<float>& a, float v, float sat
 template <class T>
 __device__ void packed_tile(Acc<float>& a, const T* x, long long b, long long e, float satf, unsigned int* col) {
     constexpr int V = 16 / sizeof(T);
-    long long i = b;
-    if ((reinterpret_cast<uintptr_t>(x + b) & 15u) == 0) {
-        const uint4* xv = reinterpret_cast<const uint4*>(x + b);
-        const long long nv = (e - b) / V;
-        long long j = threadIdx.x;
-        for (; j + 3 * THREADS < nv; j += 4 * THREADS) {  // four 16-byte loads in flight
-            uint4 p[4];
+    auto one = [&](T raw) { packed_checked(a, to_f(raw), satf, col); };
+    for_tile(x, b, e, [&](const uint4 (&p)[4]) {
+        bool fin = true;
 #pragma unroll
-            for (int r = 0; r < 4; ++r) p[r] = __ldcs(xv + j + r * THREADS);
-            bool fin = true;
+        for (int r = 0; r < 4; ++r) {
+            const T* pt = reinterpret_cast<const T*>(&p[r]);
+#pragma unroll
+            for (int k = 0; k < V; ++k) fin = fin & (fabsf(to_f(pt[k])) < INFINITY);
+        }
+        if (fin) {
+            if (a.n == 0) a.K = to_f(reinterpret_cast<const T*>(&p[0])[0]);
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const T* pt = reinterpret_cast<const T*>(&p[r]);
 #pragma unroll
-                for (int k = 0; k < V; ++k) fin = fin & (fabsf(to_f(pt[k])) < INFINITY);
+                for (int k = 0; k < V; ++k) packed_fast(a, to_f(pt[k]), satf, col);
             }
-            if (fin) {
-                if (a.n == 0) a.K = to_f(reinterpret_cast<const T*>(&p[0])[0]);
+            a.n += 4 * V;
+        } else {
 #pragma unroll
-                for (int r = 0; r < 4; ++r) {
-                    const T* pt = reinterpret_cast<const T*>(&p[r]);
+            for (int r = 0; r < 4; ++r) {
+                const T* pt = reinterpret_cast<const T*>(&p[r]);
 #pragma unroll
-                    for (int k = 0; k < V; ++k) packed_fast(a, to_f(pt[k]), satf, col);
-                }
-                a.n += 4 * V;
-            } else {
-#pragma unroll
-                for (int r = 0; r < 4; ++r) {
-                    const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-                    for (int k = 0; k < V; ++k) packed_checked(a, to_f(pt[k]), satf, col);
-                }
+                for (int k = 0; k < V; ++k) one(pt[k]);
             }
         }
-        for (; j < nv; j += THREADS) {
-            const uint4 p = __ldcs(xv + j);
-            const T* pt = reinterpret_cast<const T*>(&p);
-#pragma unroll
-            for (int k = 0; k < V; ++k) packed_checked(a, to_f(pt[k]), satf, col);
-        }
-        i = b + nv * V;
-    }
-    for (i += threadIdx.x; i < e; i += THREADS) packed_checked(a, to_f(x[i]), satf, col);
+    }, one);
 }
 
 template <class T>
