@@ -213,20 +213,24 @@ __device__ __forceinline__ void for_tile(const T* x, long long b, long long e, G
     for (i += threadIdx.x; i < e; i += THREADS) one(x[i]);
 }
 
+// f(v) for every value of four 16-byte vectors, in order (unrolled).
+template <class T, class F>
+__device__ __forceinline__ void each_value(const uint4 (&p)[4], F&& f) {
+    constexpr int V = 16 / sizeof(T);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+        const T* pt = reinterpret_cast<const T*>(&p[r]);
+#pragma unroll
+        for (int k = 0; k < V; ++k) f(pt[k]);
+    }
+}
+
 // The general path's tile: every value visited alike.
 template <class T, class M>
 __device__ void tile_stats(Acc<M>& a, const T* x, long long b, long long e, const StatsHeader& h, unsigned satbits,
                            const HistOut& ho) {
-    constexpr int V = 16 / sizeof(T);
     auto one = [&](T raw) { visit(a, raw, h, satbits, ho); };
-    for_tile(x, b, e, [&](const uint4 (&p)[4]) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-            for (int k = 0; k < V; ++k) one(pt[k]);
-        }
-    }, one);
+    for_tile(x, b, e, [&](const uint4 (&p)[4]) { each_value<T>(p, one); }, one);
 }
 
 template <class M>
@@ -301,28 +305,13 @@ __device__ void packed_tile(Acc<float>& a, const T* x, long long b, long long e,
     auto one = [&](T raw) { packed_checked(a, to_f(raw), satf, col); };
     for_tile(x, b, e, [&](const uint4 (&p)[4]) {
         bool fin = true;
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-            for (int k = 0; k < V; ++k) fin = fin & (fabsf(to_f(pt[k])) < INFINITY);
-        }
+        each_value<T>(p, [&](T raw) { fin = fin & (fabsf(to_f(raw)) < INFINITY); });
         if (fin) {
             if (a.n == 0) a.K = to_f(reinterpret_cast<const T*>(&p[0])[0]);
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-                for (int k = 0; k < V; ++k) packed_fast(a, to_f(pt[k]), satf, col);
-            }
+            each_value<T>(p, [&](T raw) { packed_fast(a, to_f(raw), satf, col); });
             a.n += 4 * V;
         } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const T* pt = reinterpret_cast<const T*>(&p[r]);
-#pragma unroll
-                for (int k = 0; k < V; ++k) one(pt[k]);
-            }
+            each_value<T>(p, one);
         }
     }, one);
 }
