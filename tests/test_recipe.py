@@ -186,6 +186,7 @@ def test_nan_in_the_training_data_is_blamed_on_the_data(tmp_path, small, bad):
     assert "as they were" in nan[0]["message"]
     finding = next(f for f in find_runlog(cbs).of("finding") if f["rule"] == "nan_inf")
     assert finding["causes"][0] == f"NaN/Inf values in the {'input data' if bad == 'inputs' else 'training targets'}"
+    assert "the first in sample 100" in finding["symptom"]  # the guard's account, not a probe's layer
     assert "learning rate" not in finding["fixes"][0]
 
 

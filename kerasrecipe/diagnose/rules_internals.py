@@ -104,7 +104,7 @@ def nan_inf(log) -> List[Finding]:
     if origin is None:
         origin = min(candidates, key=lambda o: (o["step"] if o["step"] is not None else 1 << 60,
                                                  0 if o["where"] != "loss" else 1))
-    elif not origin.get("layer") and probe_origin and (
+    elif not origin.get("layer") and origin["where"] not in ("input", "targets", "validation") and probe_origin and (
         probe_origin["step"] is not None and origin.get("step") is not None and probe_origin["step"] <= origin["step"]
     ):
         origin = probe_origin
