@@ -1,4 +1,7 @@
-"""kerasrecipe's errors: each says what was wrong, what was expected and how to fix it."""
+"""kerasrecipe's errors: each says what was wrong, what was expected and how to fix it; and the type
+tests the argument checks make before raising them."""
+import math
+import numbers
 
 
 class KerasRecipeError(Exception):
@@ -27,3 +30,13 @@ class PreflightError(KerasRecipeError, AssertionError):
 
 class DivergenceError(KerasRecipeError, RuntimeError):
     """Training produced non-finite numbers and could not go on."""
+
+
+def is_real(v) -> bool:
+    """A finite real number (NumPy scalars included, bool excluded)."""
+    return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+
+
+def is_integer(v) -> bool:
+    """An integer (NumPy integers included, bool excluded)."""
+    return not isinstance(v, bool) and isinstance(v, numbers.Integral)

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from kerasrecipe.errors import ConfigError, DivergenceError, InputTypeError, NotCompiledError
+from kerasrecipe.errors import ConfigError, DivergenceError, InputTypeError, NotCompiledError, is_integer, is_real
 
 SUGGESTION_METHODS = ("steepest", "valley", "min_div10")
 
@@ -428,10 +428,8 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
             "lr_find needs a compiled model: call model.compile(optimizer=..., loss=...) first "
             "(the optimizer you will train with: its state is restored after the sweep)."
         )
-    import numbers
-
     for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+        if not is_real(v) or v <= 0:
             raise ConfigError(f"lr_find: {name}={v!r} is invalid: expected a finite number > 0")
     if end_lr <= start_lr:
         raise ConfigError(f"lr_find: end_lr={end_lr!r} must be larger than start_lr={start_lr!r}")
@@ -444,13 +442,13 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0, n
             raise ConfigError(f"lr_find: step_factor={step_factor!r} must be > 1 (D2: 1.05)")
         # a factor of step_factor per step, but never fewer than the 20 steps a sweep needs
         num_steps = max(20, int(math.ceil(math.log(end_lr / start_lr) / math.log(step_factor))) + 1)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 20:
+    if not is_integer(num_steps) or num_steps < 20:
         raise ConfigError(f"lr_find: num_steps={num_steps!r} is too few: the sweep needs at least 20 steps "
                           "(a few hundred is typical; D2) to see where the loss falls fastest")
     num_steps = int(num_steps)
     if batch_size is None:
         batch_size = RecipeConfig.batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+    if not is_integer(batch_size) or batch_size <= 0:
         raise ConfigError(f"lr_find: batch_size={batch_size!r} must be an integer > 0")
     batch_size = int(batch_size)
     q = (end_lr / start_lr) ** (1.0 / (num_steps - 1))

@@ -14,38 +14,33 @@ are used, not rewritten (`from_config` builds them).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional, Union
 
 import keras
 from keras import ops
 
-from kerasrecipe.errors import ConfigError, InputTypeError
+from kerasrecipe.errors import ConfigError, InputTypeError, is_real
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 _register = keras.saving.register_keras_serializable(package="kerasrecipe")
 
 
 # ---------------------------------------------------------------------------- helpers
-def _is_real(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-
-
 def _check_lr(name, value, allow_zero=False):
-    if not _is_real(value) or (value < 0 if allow_zero else value <= 0):
+    if not is_real(value) or (value < 0 if allow_zero else value <= 0):
         raise ConfigError(f"{name}={value!r} is invalid: expected a finite number {'>= 0' if allow_zero else '> 0'}.")
     return float(value)
 
 
 def _check_int(name, value, minimum=1):
-    if not _is_real(value) or int(value) != value or value < minimum:
+    if not is_real(value) or int(value) != value or value < minimum:
         raise ConfigError(f"{name}={value!r} is invalid: expected an integer >= {minimum}.")
     return int(value)
 
 
 def _check_in(what, value, lo, hi, *, lo_open=False, hi_open=False) -> float:
     """A finite number in the interval (ConfigError naming `what` otherwise)."""
-    ok = _is_real(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    ok = is_real(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ConfigError(f"{what}={value!r} is invalid: expected a number in {interval}")
@@ -255,7 +250,7 @@ class OneCycle(LearningRateSchedule):
         self.pct_start = _check_in("OneCycle pct_start", pct_start, 0, 1, lo_open=True, hi_open=True)
         self.div_factor = _check_lr("div_factor", div_factor)
         self.final_div_factor = _check_lr("final_div_factor", final_div_factor)
-        if not (_is_real(base_momentum) and _is_real(max_momentum) and 0 <= base_momentum <= max_momentum < 1):
+        if not (is_real(base_momentum) and is_real(max_momentum) and 0 <= base_momentum <= max_momentum < 1):
             raise ConfigError(f"OneCycle momentum bounds ({base_momentum!r}, {max_momentum!r}) are invalid: "
                               "expected 0 <= base_momentum <= max_momentum < 1")
         self.base_momentum, self.max_momentum = float(base_momentum), float(max_momentum)

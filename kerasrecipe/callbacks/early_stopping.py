@@ -38,8 +38,7 @@ class RecipeEarlyStopping(keras.callbacks.EarlyStopping):
         self._last_epoch = None
 
     def _run_epoch(self, epoch):
-        ctx = self.context
-        return ctx.run_epoch(epoch) if ctx is not None and ctx.fit_index >= 0 else int(epoch)
+        return int(epoch) if self.context is None else self.context.run_epoch(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

@@ -61,20 +61,17 @@ def _array_leaves(data):
 def _nonfinite_samples(arrays):
     """(non-finite values, samples holding one, index of the first such sample) over float arrays
     whose axis 0 is the sample axis; None when every value is finite."""
-    values, bad = 0, None
+    from kerasrecipe.checks.data import nonfinite_rows
+
+    values, bad = 0, set()
     for a in arrays:
-        if not np.issubdtype(a.dtype, np.floating) or a.ndim == 0 or a.size == 0:
-            continue
-        mask = ~np.isfinite(a)
-        n = int(mask.sum())
-        if n:
-            values += n
-            rows = mask.reshape(len(a), -1).any(axis=1)
-            bad = rows if bad is None or len(bad) != len(rows) else (bad | rows)
+        found = nonfinite_rows(a)
+        if found is not None and (found[0] or found[1]):
+            values += found[0] + found[1]
+            bad.update(int(i) for i in found[2])
     if not values:
         return None
-    idx = np.flatnonzero(bad)
-    return values, int(len(idx)), int(idx[0])
+    return values, len(bad), min(bad)
 
 
 def nonfinite_data(model, probe=None) -> Optional[dict]:

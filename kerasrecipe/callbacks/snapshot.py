@@ -1,14 +1,12 @@
 """Snapshot saving at the end of each warm-restart cycle (tip I2: snapshot ensembles)."""
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import tempfile
 
 import keras
 
-from kerasrecipe.errors import ConfigError
+from kerasrecipe.errors import ConfigError, is_real
 from kerasrecipe.io import atomic_write_json
 
 INDEX_FILE = "snapshots.json"
@@ -38,11 +36,8 @@ class SnapshotSaver(keras.callbacks.Callback):
 
     def __init__(self, directory, cycle_epochs=10, mult=2.0, at_epochs=None):
         super().__init__()
-        def real(v):
-            return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
-
         if at_epochs is None:
-            if not (real(cycle_epochs) and cycle_epochs > 0 and real(mult) and mult >= 1):
+            if not (is_real(cycle_epochs) and cycle_epochs > 0 and is_real(mult) and mult >= 1):
                 raise ConfigError(f"SnapshotSaver cycle_epochs={cycle_epochs!r} must be a number > 0 and "
                                   f"mult={mult!r} a number >= 1")
         else:

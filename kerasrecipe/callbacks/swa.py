@@ -3,14 +3,13 @@ cheap ensemble in one model. For an exponential moving average of the weights us
 `optimizer(use_ema=True, ema_momentum=0.99)` instead (see docs/RECIPES.md)."""
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import keras
 import numpy as np
 
 from kerasrecipe.checks.introspect import all_layers
-from kerasrecipe.errors import ConfigError
+from kerasrecipe.errors import ConfigError, is_integer
 
 
 class SWA(keras.callbacks.Callback):
@@ -40,14 +39,11 @@ class SWA(keras.callbacks.Callback):
 
     def __init__(self, start_epoch=None, freq=1, bn_data=None, bn_batch_size=32, verbose=0):
         super().__init__()
-        def integer(v):
-            return not isinstance(v, bool) and isinstance(v, numbers.Integral)
-
-        if start_epoch is not None and (not integer(start_epoch) or start_epoch < 0):
+        if start_epoch is not None and (not is_integer(start_epoch) or start_epoch < 0):
             raise ConfigError(f"SWA start_epoch={start_epoch!r} is invalid: expected None or an integer >= 0")
-        if not integer(freq) or freq <= 0:
+        if not is_integer(freq) or freq <= 0:
             raise ConfigError(f"SWA freq={freq!r} is invalid: expected an integer > 0")
-        if not integer(bn_batch_size) or bn_batch_size <= 0:
+        if not is_integer(bn_batch_size) or bn_batch_size <= 0:
             raise ConfigError(f"SWA bn_batch_size={bn_batch_size!r} is invalid: expected an integer > 0")
         self.start_epoch = None if start_epoch is None else int(start_epoch)
         self.freq = int(freq)

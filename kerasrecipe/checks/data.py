@@ -57,18 +57,28 @@ class _quiet:
 
 
 # ---------------------------------------------------------------------- NaN / Inf (B1, G2)
+def nonfinite_rows(a):
+    """(NaN count, Inf count, indices of the samples (axis 0) holding one) of a float array, or None
+    for other dtypes, scalars and empty arrays. The one count of bad samples (preflight, NaNGuard)."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating) or a.ndim == 0 or a.size == 0:
+        return None
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    rows = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(1)) if nan or inf else np.zeros(0, np.int64)
+    return nan, inf, rows
+
+
 def check_finite(ctx, row):
     parts = [("train", ctx.train)] + ([("validation", ctx.val)] if ctx.val is not None else [])
     counts = {}
     for where, s in parts:
         arrays = leaves(s.x) + ([] if s.y is None else leaves(s.y, "y"))
         for name, a in arrays:
-            a = np.asarray(a)
-            if not np.issubdtype(a.dtype, np.floating):
+            found = nonfinite_rows(a)
+            if found is None:
                 continue
-            nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            nan, inf, bad_rows = found
             if nan or inf:
-                bad_rows = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(1))
                 counts[f"{where}:{name}"] = {"nan": nan, "inf": inf, "rows": int(bad_rows.size),
                                              "first_rows": bad_rows[:5].tolist()}
     row.evidence["nonfinite"] = counts
